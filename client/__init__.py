@@ -1,0 +1,1 @@
+"""Client library and command-line clients of sensorium-serve. Never imports torch."""

@@ -1,0 +1,1 @@
+"""Serving side of sensorium-serve (grpc.aio + onnxruntime). Never imports torch."""
