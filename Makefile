@@ -33,5 +33,9 @@ test: lint
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
 
+# Regenerate the gRPC stubs from protos/ (a test fails when they are stale).
+protos: $(STAMP)
+	$(PY) scripts/gen_protos.py
+
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -1,0 +1,145 @@
+"""Server settings: defaults < environment variables ``SENSORIUM_SERVE_<FIELD>`` < command-line flags."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+ENV_PREFIX = "SENSORIUM_SERVE_"
+MAX_BATCH_WAIT_LIMIT_MS = 10.0  # a longer wait would eat a visible part of the 33 ms frame budget
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything `sensorium-serve serve` can be told. Field names double as env var suffixes (upper case)."""
+
+    repo: Path = Path("repo")
+    host: str = "0.0.0.0"
+    port: int = 50051  # 0 = any free port
+    http_port: int = 8000  # Prometheus /metrics; -1 = off, 0 = any free port
+    intra_op_threads: int = 0  # onnxruntime threads inside one operator; 0 = onnxruntime's choice
+    inter_op_threads: int = 1
+    providers: str = "auto"  # auto (CUDA when a GPU really works) | cpu | cuda
+    batching: bool = True  # run concurrent streams' step calls as one onnxruntime call
+    max_batch_size: int = 16
+    max_batch_wait_ms: float = 1.0  # how long a batch waits for more streams' frames
+    max_streams: int = 256
+    idle_timeout_s: float = 60.0  # a stream without a frame this long is evicted
+    max_message_bytes: int = 64 * 1024 * 1024
+    clip_workers: int = 2  # threads for PredictClip / ModelInfer
+    shutdown_grace_s: float = 10.0
+    # Scoring service (server/scoring): enabled when truth_dir is set.
+    truth_dir: Path | None = None
+    db_url: str = "sqlite:///sensorium-scores.sqlite"
+    submissions_per_day: int = 5
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 0 <= self.port <= 65535:
+            problems.append(f"port must be 0-65535, got {self.port}")
+        if not -1 <= self.http_port <= 65535:
+            problems.append(f"http_port must be -1 (off) or 0-65535, got {self.http_port}")
+        if self.providers not in ("auto", "cpu", "cuda"):
+            problems.append(f"providers must be auto, cpu or cuda, got {self.providers!r}")
+        if self.max_batch_size < 1:
+            problems.append(f"max_batch_size must be >= 1, got {self.max_batch_size}")
+        if not 0 <= self.max_batch_wait_ms <= MAX_BATCH_WAIT_LIMIT_MS:
+            problems.append(
+                f"max_batch_wait_ms must be 0-{MAX_BATCH_WAIT_LIMIT_MS}, got {self.max_batch_wait_ms}"
+            )
+        for name in ("max_streams", "max_message_bytes", "clip_workers"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("intra_op_threads", "inter_op_threads", "submissions_per_day"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.idle_timeout_s <= 0 or self.shutdown_grace_s < 0:
+            problems.append("idle_timeout_s must be > 0 and shutdown_grace_s >= 0")
+        if problems:
+            raise ValueError("invalid settings: " + "; ".join(problems))
+
+    @property
+    def max_batch_wait_s(self) -> float:
+        return self.max_batch_wait_ms / 1000.0
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then ``SENSORIUM_SERVE_*`` variables, then explicit overrides (None = not given)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name, kind in _field_types().items():
+            key = ENV_PREFIX + name.upper()
+            if key in env:
+                try:
+                    values[name] = _parse(kind, env[key])
+                except ValueError as exc:
+                    raise ValueError(f"{key}={env[key]!r}: {exc}") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
+        return cls.from_env(env, **{name: getattr(args, name, None) for name in _field_types()})
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per Settings field; a flag left out falls back to its environment variable, then the default."""
+    helps = {
+        "repo": "model repository (Triton layout, see docs/MODEL_REPOSITORY.md); required",
+        "host": "address to bind (gRPC and metrics)",
+        "port": "gRPC port (0: any free port)",
+        "intra_op_threads": "onnxruntime threads inside one operator (0: onnxruntime's choice)",
+        "inter_op_threads": "onnxruntime threads across operators",
+        "max_batch_size": "most streams in one onnxruntime step call",
+        "max_streams": "most open StreamPredict streams; more get RESOURCE_EXHAUSTED",
+        "max_message_bytes": "largest gRPC message in or out; larger get RESOURCE_EXHAUSTED",
+        "clip_workers": "threads running PredictClip / ModelInfer",
+        "shutdown_grace_s": "on SIGTERM, how long in-flight calls may take to finish",
+        "submissions_per_day": "scoring: recorded submissions per submitter per UTC day (0: no limit)",
+        "truth_dir": "hidden truth folder (DIR/truth); enables the sensorium.v1.Scoring service",
+        "db_url": "SQLAlchemy URL of the scoring database (SQLite file or PostgreSQL)",
+        "providers": "onnxruntime execution providers: auto (CUDA only when a GPU really works), cpu, cuda",
+        "batching": "batch concurrent streams' step calls into one onnxruntime call (--no-batching: off)",
+        "http_port": "Prometheus /metrics HTTP port (-1: off)",
+        "idle_timeout_s": "evict a stream that sent no frame for this many seconds",
+        "max_batch_wait_ms": f"how long a batch waits for other streams' frames (0-{MAX_BATCH_WAIT_LIMIT_MS})",
+    }
+    flag_names = {"truth_dir": "--truth", "db_url": "--db"}
+    defaults = Settings()
+    for name, kind in _field_types().items():
+        flag = flag_names.get(name, "--" + name.replace("_", "-"))
+        text = f"{helps.get(name, name.replace('_', ' '))} [env {ENV_PREFIX}{name.upper()}; default {getattr(defaults, name)}]"
+        if kind is bool:
+            parser.add_argument(
+                flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text
+            )
+        else:
+            parser.add_argument(flag, dest=name, type=kind, default=None, help=text)
+
+
+def _field_types() -> dict[str, type]:
+    hints = get_type_hints(Settings)
+    types: dict[str, type] = {}
+    for f in fields(Settings):
+        hint = hints[f.name]
+        types[f.name] = Path if "Path" in str(hint) else hint
+    return types
+
+
+def _parse(kind: type, text: str) -> Any:
+    if kind is bool:
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("expected a boolean (1/0, true/false, yes/no, on/off)")
+    return kind(text)

@@ -1,0 +1,215 @@
+"""The data plane between the thin gRPC servicers and the registry: resolves models, validates inputs, runs
+graphs (clip calls on an executor, step calls through the per-graph batcher) and records metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import numpy as np
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+from models import contract
+from server.batcher import GraphBatcher
+from server.config import Settings
+from server.errors import InvalidArgument, Unavailable
+from server.metrics import ServerMetrics
+from server.registry import Change, Graph, Registry
+from server.streams import StreamManager, StreamSession
+from server.validation import as_float32, check_shape
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClipOutput:
+    graph: Graph
+    responses: np.ndarray  # [B, T - R + 1, N] (batch axis dropped when the request had none)
+    compute_s: float
+
+
+@dataclass
+class FrameOutput:
+    responses: np.ndarray  # [N]
+    warm: bool
+    queue_s: float
+    compute_s: float
+    batch_size: int
+
+
+class DataPlane:
+    def __init__(self, settings: Settings, registry: Registry, metrics: ServerMetrics, executor: Executor):
+        self.settings = settings
+        self.registry = registry
+        self.metrics = metrics
+        self.executor = executor
+        self.streams = StreamManager(settings.max_streams, settings.idle_timeout_s, self._count_stream)
+        self.draining = False
+        self._batchers: dict[int, GraphBatcher] = {}
+        self._batchers_lock = threading.Lock()
+
+    def check_serving(self) -> None:
+        if self.draining:
+            raise Unavailable("server is shutting down (draining); retry on another replica")
+
+    def repository_name(self, name: str) -> str:
+        """KServe names are repository names; a bare mouse name means that mouse's clip graph."""
+        clip = contract.repository_model_name(name, contract.CLIP)
+        if not self.registry.versions(name) and self.registry.versions(clip):
+            return clip
+        return name
+
+    # ---- whole trials -------------------------------------------------------------------------------------
+    async def predict_clip(
+        self, model: str, version: int, video: np.ndarray, behavior: np.ndarray, pupil_center: np.ndarray
+    ) -> ClipOutput:
+        self.check_serving()
+        graph = self.registry.resolve(model, contract.CLIP, version)
+        batched = video.ndim == 4
+        if video.ndim not in (3, 4):
+            raise InvalidArgument(f"video: shape {list(video.shape)}, expected [T, H, W] or [B, T, H, W]")
+        if not batched:
+            video, behavior, pupil_center = video[None], behavior[None], pupil_center[None]
+        b, t = video.shape[:2]
+        h, w = graph.frame_shape
+        dims = ("B", "T", "H", "W") if batched else ("T", "H", "W")
+        check_shape(video, (b, t, h, w), "video", ("B", "T", "H", "W"))
+        check_shape(behavior, (b, t, 2), "behavior", ("B", "T", "channel"))
+        check_shape(pupil_center, (b, t, 2), "pupil_center", ("B", "T", "channel"))
+        r = graph.metadata.receptive_field
+        if t < r:
+            raise InvalidArgument(
+                f"video: {t} frames ({', '.join(dims)} = {list(video.shape)}), need >= {r} (receptive_field)"
+            )
+        feeds = {
+            contract.VIDEO: as_float32(video, "video"),
+            contract.BEHAVIOR: as_float32(behavior, "behavior"),
+            contract.PUPIL_CENTER: as_float32(pupil_center, "pupil_center"),
+        }
+        outputs, compute_s = await self._run(graph, feeds)
+        responses = outputs[contract.RESPONSES]
+        return ClipOutput(graph, responses if batched else responses[0], compute_s)
+
+    async def infer(
+        self, name: str, version: int, arrays: dict[str, np.ndarray]
+    ) -> tuple[Graph, dict[str, np.ndarray]]:
+        """KServe ModelInfer: any graph, by repository name (or mouse name -> its clip graph)."""
+        self.check_serving()
+        name = self.repository_name(name)
+        graph = self.registry.graph(name, version)
+        missing = sorted(set(graph.inputs) - set(arrays))
+        extra = sorted(set(arrays) - set(graph.inputs))
+        if missing or extra:
+            raise InvalidArgument(
+                f"inputs: model {name!r} needs {sorted(graph.inputs)}; missing {missing}, unknown {extra}"
+            )
+        feeds = {}
+        for input_name, spec in graph.inputs.items():
+            field = f"inputs[{input_name}]"
+            check_shape(arrays[input_name], spec.shape, field)
+            feeds[input_name] = (
+                as_float32(arrays[input_name], field) if spec.dtype == "float32" else arrays[input_name]
+            )
+        r = graph.metadata.receptive_field
+        if graph.kind == contract.CLIP and feeds[contract.VIDEO].shape[1] < r:
+            raise InvalidArgument(
+                f"inputs[video]: {feeds[contract.VIDEO].shape[1]} frames, need >= {r} (receptive_field)"
+            )
+        outputs, _ = await self._run(graph, feeds)
+        return graph, outputs
+
+    async def _run(self, graph: Graph, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
+        start = time.perf_counter()
+        try:
+            outputs = await asyncio.get_running_loop().run_in_executor(self.executor, graph.run, feeds)
+        except (ort_state.InvalidArgument, ort_state.Fail, ort_state.RuntimeException) as exc:
+            raise InvalidArgument(f"inputs: onnxruntime rejected them for {graph.name}: {exc}") from exc
+        return outputs, time.perf_counter() - start
+
+    # ---- streams --------------------------------------------------------------------------------------------
+    def open_stream(self, model: str, version: int, stream_id: str) -> StreamSession:
+        self.check_serving()
+        graph = self.registry.resolve(model, contract.STEP, version)
+        session = self.streams.open(graph, stream_id)
+        self._batcher(graph)
+        return session
+
+    async def step(
+        self,
+        session: StreamSession,
+        sequence: int,
+        video: np.ndarray,
+        behavior: np.ndarray,
+        pupil_center: np.ndarray,
+    ) -> FrameOutput:
+        """One frame through the stream's step graph; the session's state moves on only on success."""
+        session.check_sequence(sequence)
+        graph = session.graph
+        check_shape(video, graph.frame_shape, "frame.video", ("H", "W"))
+        check_shape(behavior, (2,), "frame.behavior")
+        check_shape(pupil_center, (2,), "frame.pupil_center")
+        inputs = {
+            contract.VIDEO: as_float32(video, "frame.video"),
+            contract.BEHAVIOR: as_float32(behavior, "frame.behavior"),
+            contract.PUPIL_CENTER: as_float32(pupil_center, "frame.pupil_center"),
+            **session.state,
+        }
+        session.busy = True
+        try:
+            result = await self._batcher(graph).submit(inputs)
+        finally:
+            session.busy = False
+        session.commit({s.input_name: result.outputs[s.output_name] for s in graph.state})
+        return FrameOutput(
+            responses=result.outputs[contract.RESPONSES],
+            warm=sequence >= session.warmup_frames,
+            queue_s=result.queue_s,
+            compute_s=result.compute_s,
+            batch_size=result.batch_size,
+        )
+
+    def close_stream(self, session: StreamSession) -> None:
+        self.streams.close(session)
+
+    def _batcher(self, graph: Graph) -> GraphBatcher:
+        with self._batchers_lock:
+            batcher = self._batchers.get(id(graph))
+            if batcher is None:
+                size = self.settings.max_batch_size if self.settings.batching else 1
+                batcher = GraphBatcher(
+                    graph, size, self.settings.max_batch_wait_s, self.metrics.batch_size.observe
+                )
+                self._batchers[id(graph)] = batcher
+                graph.on_idle_retired.append(self._drop_batcher)
+            return batcher
+
+    def _drop_batcher(self, graph: Graph) -> None:
+        with self._batchers_lock:
+            batcher = self._batchers.pop(id(graph), None)
+        if batcher is not None:
+            batcher.stop()
+            log.info("retired %r: its last stream ended", graph)
+
+    def _count_stream(self, graph: Graph, delta: int) -> None:
+        self.metrics.active_streams.labels(graph.mouse).inc(delta)
+
+    # ---- repository -----------------------------------------------------------------------------------------
+    async def rescan(self) -> list[Change]:
+        return await asyncio.to_thread(self.registry.scan)
+
+    async def load(self, name: str, version: int) -> list[Change]:
+        return await asyncio.to_thread(self.registry.load, name, version)
+
+    async def unload(self, name: str, version: int) -> list[Change]:
+        return await asyncio.to_thread(self.registry.unload, name, version)
+
+    def close(self) -> None:
+        with self._batchers_lock:
+            batchers, self._batchers = list(self._batchers.values()), {}
+        for batcher in batchers:
+            batcher.stop()
+        self.registry.close()

@@ -1,0 +1,66 @@
+"""Predictions: streamed == PredictClip == in-process onnxruntime; no state crosses concurrent streams."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from models import contract
+from protos.sensorium.v1 import predictor_pb2, predictor_pb2_grpc
+
+
+def test_stream_equals_clip_and_in_process(serving, kit, in_process) -> None:
+    trial = kit.make_trial(seed=7, frames=24)
+    r = kit.RECEPTIVE_FIELD
+    clip_name = contract.repository_model_name(kit.MOUSE, "clip")
+    reference = in_process(clip_name, 2, {k: v[None] for k, v in trial.items()})[0][0]  # newest version = 2
+
+    async def scenario():
+        async with serving() as srv:
+            stub = predictor_pb2_grpc.PredictorStub(srv.channel)
+            clip = await stub.PredictClip(
+                predictor_pb2.PredictClipRequest(
+                    model=kit.MOUSE,
+                    video=kit.tensor(trial["video"].astype(np.uint8)),  # uint8 frames accepted
+                    behavior=kit.tensor(trial["behavior"]),
+                    pupil_center=kit.tensor(trial["pupil_center"]),
+                )
+            )
+            opened, results = await kit.stream_trial(srv.channel, trial)
+            return clip, opened, results
+
+    clip, opened, results = asyncio.run(scenario())
+    assert (clip.version, clip.first_frame, opened.version, opened.receptive_field) == (2, r - 1, 2, r)
+    clip_out = kit.to_array(clip.responses)
+    assert clip_out.shape == (24 - r + 1, kit.N_NEURONS)
+    np.testing.assert_allclose(clip_out, reference, atol=1e-5, rtol=0)
+    streamed = np.stack([kit.to_array(res.responses) for res in results])
+    assert [res.sequence for res in results] == list(range(24))
+    assert [res.warm for res in results] == [i >= r - 1 for i in range(24)]
+    assert np.abs(streamed[r - 1 :] - clip_out).max() <= 1e-4
+    assert np.abs(streamed[r - 1 :] - reference).max() <= 1e-4
+    assert all(res.compute_seconds > 0 and res.server_seconds >= res.compute_seconds for res in results)
+
+
+@pytest.mark.parametrize("batching", [True, False], ids=["batching", "no-batching"])
+def test_interleaved_streams_equal_each_alone(serving, kit, batching: bool) -> None:
+    trials = [kit.make_trial(seed=100 + i, frames=16) for i in range(4)]
+
+    async def scenario():
+        async with serving(batching=batching, max_batch_wait_ms=2.0) as srv:
+            alone = [(await kit.stream_trial(srv.channel, t))[1] for t in trials]
+            together = await asyncio.gather(*(kit.stream_trial(srv.channel, t, in_flight=4) for t in trials))
+            return alone, [res for _, res in together]
+
+    alone, together = asyncio.run(scenario())
+    for a, b in zip(alone, together, strict=True):
+        got = np.stack([kit.to_array(x.responses) for x in b])
+        want = np.stack([kit.to_array(x.responses) for x in a])
+        np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+    batch_sizes = {res.batch_size for results in together for res in results}
+    if batching:
+        assert max(batch_sizes) > 1, "concurrent streams never shared an onnxruntime call"
+    else:
+        assert batch_sizes == {1}
