@@ -61,3 +61,7 @@ SUBMISSION_FILE_NAMES: Final = {
     ("bonus", "live"): "predictions_live_test_bonus_ood.parquet.brotli",
     ("bonus", "final"): "predictions_final_test_bonus_ood.parquet.brotli",
 }
+
+# Exported graphs must match torch, and the streamed step graph the clip graph, to this max abs difference
+# (standardised response units) once the receptive field is full (DESIGN.md: Models).
+PARITY_TOLERANCE: Final = 1e-4

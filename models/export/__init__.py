@@ -1,0 +1,1 @@
+"""ONNX export (torch): per-mouse clip and step graphs in a Triton-layout model repository."""
