@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-slow lint format venv protos clean
+.PHONY: demo test test-slow lint format venv protos clean system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,11 +26,17 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: lint
+# Debian packages the tests start for real: PostgreSQL, Prometheus (+ promtool), Chromium (idempotent).
+system-deps:
+	scripts/ensure_postgres.sh
+	scripts/ensure_prometheus.sh
+	scripts/ensure_chromium.sh
+
+test: lint system-deps
 	$(PY) -m pytest
 
 # Slow end-to-end tests (CI runs them after `make test`).
-test-slow: $(STAMP)
+test-slow: $(STAMP) system-deps
 	$(PY) -m pytest -m slow
 
 # Regenerate the gRPC stubs from protos/ (a test fails when they are stale).

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -26,6 +27,9 @@ from server.errors import Unavailable
 from server.metrics import ServerMetrics
 from server.providers import resolve_providers
 from server.registry import Registry, make_session_factory
+from server.security.auth import AuthInterceptor, TokenTable
+from server.security.decode import DecodeGuardInterceptor
+from server.security.tls import server_credentials
 from server.servicers.kserve import KServeServicer
 from server.servicers.predictor import ModelRepositoryServicer, PredictorServicer
 
@@ -41,6 +45,8 @@ class SensoriumServer:
         self.metrics = ServerMetrics()
         self.port: int | None = None
         self.http_port: int | None = None
+        self.web_port: int | None = None  # leaderboard pages (server/web), when settings.web_port >= 0
+        self._web: Any = None
         self.service_names: list[str] = []
         self.plane: DataPlane | None = None
         self._server: grpc.aio.Server | None = None
@@ -66,14 +72,28 @@ class SensoriumServer:
         self._executor = ThreadPoolExecutor(s.clip_workers, thread_name_prefix="clip")
         self.plane = DataPlane(s, registry, self.metrics, self._executor)
 
+        interceptors: list[grpc.aio.ServerInterceptor] = []
+        if s.auth_tokens is not None:
+            tokens = TokenTable.read(s.auth_tokens)
+            interceptors.append(AuthInterceptor(tokens, self._count_denied))
+            log.info("token authentication on: %d tokens from %s", len(tokens), s.auth_tokens)
+        interceptors.append(DecodeGuardInterceptor())  # after auth: a refused call is not parsed
+        if s.truth_dir is not None:
+            from server.scoring.metrics import ScoringMetricsInterceptor
+
+            interceptors.append(ScoringMetricsInterceptor(self.metrics))  # Submit outcomes and durations
+        credentials = (
+            server_credentials(s.tls_cert, s.tls_key, s.tls_client_ca) if s.tls_cert and s.tls_key else None
+        )
         server = grpc.aio.server(
+            interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", s.max_message_bytes),
                 ("grpc.max_send_message_length", s.max_message_bytes),
                 # Notice rigs that vanish without closing their connection (their streams are then freed).
                 ("grpc.keepalive_time_ms", 30_000),
                 ("grpc.keepalive_timeout_ms", 10_000),
-            ]
+            ],
         )
         predictor_pb2_grpc.add_PredictorServicer_to_server(PredictorServicer(self.plane), server)
         predictor_pb2_grpc.add_ModelRepositoryServicer_to_server(ModelRepositoryServicer(self.plane), server)
@@ -95,7 +115,12 @@ class SensoriumServer:
             [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
             server,
         )
-        self.port = server.add_insecure_port(f"{s.host}:{s.port}")
+        address = f"{s.host}:{s.port}"
+        if credentials is not None:
+            self.port = server.add_secure_port(address, credentials)
+            log.info("TLS on%s", " with client certificates (mutual TLS)" if s.tls_client_ca else "")
+        else:
+            self.port = server.add_insecure_port(address)
         if self.port == 0:
             raise RuntimeError(f"could not bind {s.host}:{s.port}")
         await server.start()
@@ -104,6 +129,12 @@ class SensoriumServer:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if s.http_port >= 0:
             self.http_port = self.metrics.serve_http(s.host, s.http_port)
+        if s.web_port >= 0:
+            from server.scoring.db import ScoreStore  # lazy: SQLAlchemy only when the pages are on
+            from server.web.http import WebServer
+
+            self._web = WebServer(ScoreStore(s.db_url), s.host, s.web_port, self._trace_source())
+            self.web_port = self._web.start()
         self._evictor = asyncio.create_task(self._evict_forever())
         log.info(
             "serving on %s:%d (metrics %s); batching %s (max %d, wait %.1f ms), max %d streams",
@@ -111,6 +142,23 @@ class SensoriumServer:
             "on" if s.batching else "off", s.max_batch_size, s.max_batch_wait_ms, s.max_streams,
         )  # fmt: skip
         return self.port
+
+    def _trace_source(self) -> Any:
+        """Model traces on released trials for the pages: DIR/public beside --truth DIR/truth, predictions from
+        this server's PredictClip over loopback (off with token auth or TLS: the pages hold no credentials)."""
+        s = self.settings
+        if s.truth_dir is None or s.auth_tokens is not None or s.tls_cert is not None:
+            return None
+        public = s.truth_dir.parent / "public"
+        if not public.is_dir():
+            return None
+        from server.web.traces import TraceSource, grpc_predict
+
+        host = "127.0.0.1" if s.host in ("0.0.0.0", "::", "") else s.host
+        return TraceSource(public, grpc_predict(f"{host}:{self.port}"))
+
+    def _count_denied(self, method: str, code: grpc.StatusCode) -> None:
+        self.metrics.errors.labels(method.rsplit("/", 1)[-1], code.name).inc()
 
     async def _evict_forever(self) -> None:
         assert self.plane is not None
@@ -141,6 +189,10 @@ class SensoriumServer:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
         self.metrics.close()
+        if self._web is not None:
+            self._web.stop()
+            self._web.store.close()
+            self._web = None
         self._server = None
         self._stopped.set()
         log.info("stopped")

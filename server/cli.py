@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "models.data.cli",  # data synth
     "models.cli",  # train, export
     "server.serve_cli",  # serve
+    "server.ops_cli",  # health, rescan, web
     "client.cli",  # rig, predict, score, leaderboard, demo
 )
 

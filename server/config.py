@@ -22,6 +22,7 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 50051  # 0 = any free port
     http_port: int = 8000  # Prometheus /metrics; -1 = off, 0 = any free port
+    web_port: int = -1  # read-only leaderboard pages of db_url (server/web); -1 = off, 0 = any free port
     intra_op_threads: int = 0  # onnxruntime threads inside one operator; 0 = onnxruntime's choice
     inter_op_threads: int = 1
     providers: str = "auto"  # auto (CUDA when a GPU really works) | cpu | cuda
@@ -37,6 +38,11 @@ class Settings:
     truth_dir: Path | None = None
     db_url: str = "sqlite:///sensorium-scores.sqlite"
     submissions_per_day: int = 5
+    # Security (server/auth.py): token file and TLS / mutual TLS, all off by default.
+    auth_tokens: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -44,6 +50,8 @@ class Settings:
             problems.append(f"port must be 0-65535, got {self.port}")
         if not -1 <= self.http_port <= 65535:
             problems.append(f"http_port must be -1 (off) or 0-65535, got {self.http_port}")
+        if not -1 <= self.web_port <= 65535:
+            problems.append(f"web_port must be -1 (off) or 0-65535, got {self.web_port}")
         if self.providers not in ("auto", "cpu", "cuda"):
             problems.append(f"providers must be auto, cpu or cuda, got {self.providers!r}")
         if self.max_batch_size < 1:
@@ -60,6 +68,10 @@ class Settings:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.idle_timeout_s <= 0 or self.shutdown_grace_s < 0:
             problems.append("idle_timeout_s must be > 0 and shutdown_grace_s >= 0")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            problems.append("tls_cert and tls_key go together (TLS needs both)")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            problems.append("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
         if problems:
             raise ValueError("invalid settings: " + "; ".join(problems))
 
@@ -109,8 +121,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "providers": "onnxruntime execution providers: auto (CUDA only when a GPU really works), cpu, cuda",
         "batching": "batch concurrent streams' step calls into one onnxruntime call (--no-batching: off)",
         "http_port": "Prometheus /metrics HTTP port (-1: off)",
+        "web_port": "HTTP port of the read-only leaderboard pages of --db (-1: off)",
         "idle_timeout_s": "evict a stream that sent no frame for this many seconds",
         "max_batch_wait_ms": f"how long a batch waits for other streams' frames (0-{MAX_BATCH_WAIT_LIMIT_MS})",
+        "auth_tokens": "token file, one 'TOKEN ROLE[,ROLE...]' per line (roles predict, submit, admin); "
+        "every RPC but health then needs 'authorization: Bearer TOKEN' (docs/RELIABILITY.md)",
+        "tls_cert": "PEM certificate chain: serve TLS (with --tls-key)",
+        "tls_key": "PEM private key of --tls-cert",
+        "tls_client_ca": "PEM CA certificate: require client certificates signed by it (mutual TLS)",
     }
     flag_names = {"truth_dir": "--truth", "db_url": "--db"}
     defaults = Settings()

@@ -1,0 +1,1 @@
+"""Read-only HTTP pages of the scoring database: leaderboards and per-submission reports (`server.web.http`)."""
