@@ -1,7 +1,177 @@
-"""Subcommands of this area (registered by server.cli)."""
+"""Client subcommands: `rig` and `predict` (here), `score` / `leaderboard` (client.scoring), `demo` (client.demo).
+
+Light to import: handlers import grpc, numpy and the client modules when they run.
+"""
+
+from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+from models.benchmark import FPS, TIERS
+
+# Modules of other engineers that contribute subcommands through their own add_commands(subparsers).
+CONTRIBUTED = ("client.scoring", "client.demo")
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Placeholder until this area's commands land."""
+    _add_rig(subparsers)
+    _add_predict(subparsers)
+    for name in CONTRIBUTED:
+        if importlib.util.find_spec(name) is not None:
+            module = importlib.import_module(name)
+            if hasattr(module, "add_commands"):
+                module.add_commands(subparsers)
+
+
+def _add_target(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--target",
+        required=True,
+        metavar="H:P",
+        help="server address: host:port, or any gRPC target such as dns:///name:port",
+    )
+    p.add_argument(
+        "--round-robin",
+        action="store_true",
+        help="client-side round_robin over every address the target resolves to "
+        "(a Kubernetes headless Service); a stream stays on its replica",
+    )
+    p.add_argument("--version", type=int, default=0, help="model version (default 0: the newest ready one)")
+
+
+def _add_rig(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "rig",
+        help="replay trials at a fixed frame rate over StreamPredict and report latency",
+        description=(
+            "Act as a closed-loop rig: stream a session's trials frame by frame at --fps (one frame in flight, "
+            "frame i due at t0 + i/fps on a monotonic clock) and report round-trip p50/p90/p99, deadline misses "
+            "(answer later than the next frame's due time) and where the time went (client encode/decode, "
+            "network, server queue, compute). Each trial gets a fresh stream."
+        ),
+    )
+    _add_target(p)
+    p.add_argument("--data", required=True, type=Path, metavar="DIR/public", help="released dataset folder")
+    p.add_argument("--mouse", required=True, metavar="SESSION", help="session folder name (= model name)")
+    p.add_argument("--tier", default="live_test_main", choices=TIERS, help="tier to take trials from")
+    p.add_argument("--fps", type=float, default=float(FPS), help=f"frame rate (default {FPS})")
+    p.add_argument(
+        "--trials", type=int, default=1, metavar="K", help="number of trials to replay (default 1)"
+    )
+    p.add_argument(
+        "--frames", type=int, default=None, metavar="F", help="only the first F frames of each trial"
+    )
+    p.add_argument("--uint8", action="store_true", help="send frames as uint8 raw pixels (4x fewer bytes)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of the table")
+    p.set_defaults(handler=_run_rig)
+
+
+def _add_predict(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "predict",
+        help="predict every trial of a tier with PredictClip and write the official submission file",
+        description=(
+            "Predict every trial of --tier (all sessions in --data, or --mouse) with PredictClip and write the "
+            "official parquet submission file (brotli, one row per trial, frames [50, T) in standardised units). "
+            "If --out is a folder the official file name for the tier is used."
+        ),
+    )
+    _add_target(p)
+    p.add_argument("--data", required=True, type=Path, metavar="DIR/public", help="released dataset folder")
+    p.add_argument("--tier", default="final_test_main", choices=TIERS, help="tier to predict")
+    p.add_argument(
+        "--out", required=True, type=Path, metavar="FILE.parquet.brotli", help="output file or folder"
+    )
+    p.add_argument("--mouse", action="append", metavar="SESSION", help="only this session (repeatable)")
+    p.add_argument("--uint8", action="store_true", help="send videos as uint8 raw pixels (4x fewer bytes)")
+    p.set_defaults(handler=_run_predict)
+
+
+def _client_errors() -> tuple[type[BaseException], ...]:
+    """Errors a user can fix (bad target, data or input): printed as one line, not a traceback."""
+    from client.errors import PredictorError
+    from client.submission import SubmissionFormatError
+
+    return (PredictorError, SubmissionFormatError, FileNotFoundError, LookupError, ValueError)
+
+
+def _run_rig(args: argparse.Namespace) -> int:
+    try:
+        return _rig(args)
+    except _client_errors() as exc:
+        raise SystemExit(f"rig: {exc}") from exc
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    try:
+        return _predict(args)
+    except _client_errors() as exc:
+        raise SystemExit(f"predict: {exc}") from exc
+
+
+def _rig(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import numpy as np
+
+    from client.rig import run_rig
+    from client.trials import open_session, trial_inputs
+
+    if args.trials < 1:
+        raise ValueError("--trials must be >= 1")
+    folder = open_session(args.data, args.mouse)
+    indices = [int(i) for i in folder.trials(args.tier)][: args.trials]
+    if not indices:
+        raise ValueError(f"session {args.mouse} has no trials of tier {args.tier!r}")
+    trials = [trial_inputs(folder, i) for i in indices]
+    if args.frames:
+        from dataclasses import replace
+
+        trials = [
+            replace(
+                t,
+                video=t.video[: args.frames],
+                behavior=t.behavior[: args.frames],
+                pupil_center=t.pupil_center[: args.frames],
+            )
+            for t in trials
+        ]
+    report = asyncio.run(
+        run_rig(
+            args.target,
+            trials,
+            args.fps,
+            version=args.version,
+            frame_dtype=np.uint8 if args.uint8 else np.float32,
+            round_robin=args.round_robin,
+            progress=not args.json and sys.stderr.isatty(),
+        )
+    )
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        print(report.table())
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from client.predict import predict_tier
+
+    summary = predict_tier(
+        args.target,
+        args.data,
+        args.tier,
+        args.out,
+        mice=args.mouse,
+        version=args.version,
+        send_uint8=args.uint8,
+        round_robin=args.round_robin,
+    )
+    per_mouse = ", ".join(f"{m}: {n}" for m, n in summary.per_mouse.items())
+    print(f"wrote {summary.trials} trials of {args.tier} to {summary.path} ({per_mouse})")
+    return 0

@@ -49,12 +49,11 @@ def read_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     if not path.is_file():
         raise DataFormatError(path, "missing file")
     try:
-        with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            shape, _fortran, dtype = np.lib._format_impl._read_array_header(f, version)  # public API lacks v3
+        # A memory map reads the header only; numpy's public header readers stop at format version 2.
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, SyntaxError) as exc:
         raise DataFormatError(path, f"not a readable .npy file ({exc})") from exc
-    return tuple(int(s) for s in shape), np.dtype(dtype)
+    return tuple(int(s) for s in array.shape), array.dtype
 
 
 def _load(path: Path, mmap: bool = False) -> np.ndarray:
