@@ -42,6 +42,9 @@ def _add_target(p: argparse.ArgumentParser) -> None:
         "(a Kubernetes headless Service); a stream stays on its replica",
     )
     p.add_argument("--version", type=int, default=0, help="model version (default 0: the newest ready one)")
+    from client.predictor import add_security_arguments
+
+    add_security_arguments(p)
 
 
 def _add_rig(subparsers: argparse._SubParsersAction) -> None:
@@ -119,6 +122,7 @@ def _rig(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from client.predictor import security_from_args
     from client.rig import run_rig
     from client.trials import open_session, trial_inputs
 
@@ -150,6 +154,7 @@ def _rig(args: argparse.Namespace) -> int:
             frame_dtype=np.uint8 if args.uint8 else np.float32,
             round_robin=args.round_robin,
             progress=not args.json and sys.stderr.isatty(),
+            **security_from_args(args),
         )
     )
     if args.json:
@@ -161,6 +166,7 @@ def _rig(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from client.predict import predict_tier
+    from client.predictor import security_from_args
 
     summary = predict_tier(
         args.target,
@@ -171,6 +177,7 @@ def _predict(args: argparse.Namespace) -> int:
         version=args.version,
         send_uint8=args.uint8,
         round_robin=args.round_robin,
+        **security_from_args(args),
     )
     per_mouse = ", ".join(f"{m}: {n}" for m, n in summary.per_mouse.items())
     print(f"wrote {summary.trials} trials of {args.tier} to {summary.path} ({per_mouse})")

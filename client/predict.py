@@ -14,6 +14,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -70,6 +71,8 @@ def predict_tier(
     send_uint8: bool = False,
     round_robin: bool = False,
     progress: bool = True,
+    token: str | None = None,
+    credentials: Any = None,
 ) -> PredictSummary:
     """Predict every trial of `tier` for each mouse (default: every session in `data`) into `out`."""
     from tqdm import tqdm
@@ -87,7 +90,8 @@ def predict_tier(
     if total == 0:
         raise ValueError(f"no trials of tier {tier!r} in {data} for {mice}")
     warnings: list[str] = []
-    with PredictorClient(target, round_robin=round_robin) as client, SubmissionWriter(out) as writer:
+    client = PredictorClient(target, round_robin=round_robin, token=token, credentials=credentials)
+    with client, SubmissionWriter(out) as writer:
         client.wait_ready()
         bar = tqdm(total=total, unit="trial", desc=f"predict {tier}", disable=not progress)
         for mouse, indices in plan.items():

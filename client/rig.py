@@ -163,6 +163,8 @@ async def run_rig(
     frame_dtype: type = np.float32,
     round_robin: bool = False,
     progress: bool = False,
+    token: str | None = None,
+    credentials: Any = None,
 ) -> RigReport:
     """Replay `trials` (one mouse) one after another; returns the report with every frame's timing."""
     if not trials:
@@ -170,7 +172,9 @@ async def run_rig(
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     report = RigReport(target, trials[0].mouse, version, fps, [t.index for t in trials])
-    async with AsyncPredictorClient(target, round_robin=round_robin) as client:
+    async with AsyncPredictorClient(
+        target, round_robin=round_robin, token=token, credentials=credentials
+    ) as client:
         await client.wait_ready()
         bar = None
         if progress:

@@ -6,6 +6,7 @@ Arrays stay raw bytes end to end (np.frombuffer in, tobytes out): no Python list
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 
@@ -40,10 +41,21 @@ _KSERVE_CONTENTS = {
 }
 
 
+MAX_RANK = 32  # numpy's own limit is 64; no input here has more than 4
+MAX_DIM = 2**31 - 1  # numpy refuses shapes like [0, 2**62] even with zero elements
+
+
+def _element_count(shape: list[int], field: str) -> int:
+    """prod(shape) in Python ints (np.prod would wrap around for huge dims), after checking the dims."""
+    if len(shape) > MAX_RANK:
+        raise InvalidArgument(f"{field}.shape: {len(shape)} dimensions, at most {MAX_RANK}")
+    if any(d < 0 or d > MAX_DIM for d in shape):
+        raise InvalidArgument(f"{field}.shape {list(shape)}: dimensions must be 0-{MAX_DIM}")
+    return math.prod(shape)
+
+
 def _from_bytes(data: bytes, dtype: np.dtype, shape: list[int], field: str) -> np.ndarray:
-    if any(d < 0 for d in shape):
-        raise InvalidArgument(f"{field}.shape {list(shape)}: dimensions must be >= 0")
-    count = int(np.prod(shape, dtype=np.int64))
+    count = _element_count(shape, field)
     if len(data) != count * dtype.itemsize:
         raise InvalidArgument(
             f"{field}.data: {len(data)} bytes, but shape {list(shape)} of {dtype.name} needs {count * dtype.itemsize}"
@@ -104,8 +116,11 @@ def infer_inputs_to_arrays(request: kserve_pb2.ModelInferRequest) -> dict[str, n
         contents_field = _KSERVE_CONTENTS.get(tensor.datatype)
         if contents_field is None:
             raise InvalidArgument(f"{field}: {tensor.datatype} must travel as raw_input_contents")
-        values = np.asarray(getattr(tensor.contents, contents_field), dtype=dtype)
-        count = int(np.prod(list(tensor.shape), dtype=np.int64))
+        count = _element_count(list(tensor.shape), field)
+        try:
+            values = np.asarray(getattr(tensor.contents, contents_field), dtype=dtype)
+        except (OverflowError, ValueError) as exc:
+            raise InvalidArgument(f"{field}.contents.{contents_field}: {exc}") from None
         if values.size != count:
             raise InvalidArgument(
                 f"{field}.contents.{contents_field}: {values.size} values, shape {list(tensor.shape)} needs {count}"

@@ -344,8 +344,14 @@ class Registry:
             log.error("model %s version %d is not ready: %s", name, version, entry.reason)
         with self._lock:
             old = self._entries.get((name, version))
-            self._entries[(name, version)] = entry
-        if old is not None and old.graph is not None:
+            keep_old = not entry.ready and old is not None and old.graph is not None
+            if keep_old:  # a failed reload keeps serving the version that was loaded, and says why
+                assert old is not None
+                old.fingerprint = fingerprint  # retried when the files change again, not on every scan
+                old.reason = f"reload failed, still serving the previously loaded files: {entry.reason}"
+            else:
+                self._entries[(name, version)] = entry
+        if old is not None and old.graph is not None and not keep_old:
             old.graph.retire()
         if not entry.ready:
             return Change(name, version, "failed", entry.reason)

@@ -38,4 +38,9 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"sensorium-serve serve: {exc}") from None
     if not settings.repo.is_dir():
         raise SystemExit(f"sensorium-serve serve: --repo {settings.repo}: not a directory")
-    return asyncio.run(serve(settings))
+    from server.security.auth import SecurityConfigError
+
+    try:
+        return asyncio.run(serve(settings))
+    except SecurityConfigError as exc:
+        raise SystemExit(f"sensorium-serve serve: {exc}") from None

@@ -24,7 +24,7 @@ PLATFORM = "onnxruntime_onnx"
 def _version(text: str, field: str) -> int:
     if not text:
         return 0
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # str.isdigit() accepts "²", which int() refuses
         raise InvalidArgument(f"{field}: {text!r} is not a version number")
     return int(text)
 
