@@ -12,8 +12,9 @@ more trials = more repeats):
   e2e        scoring server subprocess (grpc.aio + `server.scoring.register`, SQLite) and the blocking client
              `client.scoring.ScoringClient` streaming the submission trial by trial; MB/s of predictions.
              Server peak RSS is reported next to its RSS when ready (imports + synthetic truth).
-  e2e-malloc the same with glibc malloc kept from returning ~10 MB trial buffers to the kernel (MALLOC_ENV for
-             server and client): every fresh 10 MB buffer otherwise costs page faults (system CPU time).
+  e2e-malloc the same with MALLOC_ENV set for server and client: the server applies these glibc settings to
+             itself anyway (`server.scoring.allocator`); the environment extends them to the client, whose ~10 MB
+             request buffers otherwise fault fresh pages in for every trial (system CPU time).
   streaming  the same validation + streaming accumulators in process (`ScoringSession.add`), no gRPC.
   batch      the batch reference (`models.metrics.scoreboard.score_trials`) on all trials held in memory, for
              --batch-mice mice (it holds every array: 5 mice x 60 trials would need > 10 GB).
@@ -121,15 +122,16 @@ def run_e2e(args: argparse.Namespace, trials: int) -> dict[str, Any]:
                 raise RuntimeError(f"scoring server did not start: {line!r}")
             port = int(line.split()[1])
             ready_kib = vm_kib(server.pid, "VmRSS")
-            times, cpu, scores = [], [], []
+            times, cpu, server_cpu, scores = [], [], [], []
             with ScoringClient(f"127.0.0.1:{port}", timeout_s=3600) as client:
                 for rep in range(args.repeats):
-                    started, cpu0 = time.perf_counter(), time.process_time() + cpu_seconds(server.pid)
+                    started, cpu0, server0 = time.perf_counter(), time.process_time(), cpu_seconds(server.pid)
                     record = client.submit(
                         submission(truth, args.after_skip), "main", "final", f"bench-{rep}", "bench"
                     )
                     times.append(time.perf_counter() - started)
-                    cpu.append(time.process_time() + cpu_seconds(server.pid) - cpu0)
+                    server_cpu.append(cpu_seconds(server.pid) - server0)
+                    cpu.append(time.process_time() - cpu0 + server_cpu[-1])
                     scores.append(record.scores.metrics["single_trial_correlation"])
             peak_kib = vm_kib(server.pid)
         finally:
@@ -138,6 +140,7 @@ def run_e2e(args: argparse.Namespace, trials: int) -> dict[str, Any]:
     return {
         "seconds": times,
         "cpu_seconds": cpu,
+        "server_cpu_seconds": server_cpu,
         "server_ready_mb": ready_kib * 1024 / MB,
         "server_peak_mb": peak_kib * 1024 / MB,
         "client_peak_mb": vm_kib() * 1024 / MB,
@@ -213,7 +216,7 @@ def run_batch(args: argparse.Namespace, trials: int) -> dict[str, Any]:
 RUNS = {"e2e": run_e2e, "e2e-malloc": run_e2e, "streaming": run_streaming, "batch": run_batch}
 RUN_NAMES = {
     "e2e": "end to end (server RSS)",
-    "e2e-malloc": "end to end, glibc malloc tuned (server RSS)",
+    "e2e-malloc": "end to end, client malloc tuned too (server RSS)",
     "streaming": "in-process streaming",
     "batch": "in-process batch",
 }
@@ -276,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="send the 250 frames after the skip (the official file format) instead of all 300 frames",
     )
+    parser.add_argument(
+        "--runs", nargs="+", choices=sorted(RUNS), default=list(RUNS), help="which runs (default: all)"
+    )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--run", choices=sorted(RUNS), help=argparse.SUPPRESS)
@@ -289,9 +295,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(RUNS[args.run](args, args.trials_one)))
         return 0
 
-    results: dict[str, dict[int, dict[str, Any]]] = {kind: {} for kind in RUNS}
+    runs = [kind for kind in RUNS if kind in args.runs]
+    results: dict[str, dict[int, dict[str, Any]]] = {kind: {} for kind in runs}
     for trials in args.trials:
-        for kind in RUNS:
+        for kind in runs:
             print(f"running {kind}, {trials} trials per mouse ...", file=sys.stderr, flush=True)
             results[kind][trials] = run_isolated(args, kind, trials)
     cpu = os.cpu_count()
@@ -306,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("|---|---|---|---|---|---|---|---|")
     for trials in args.trials:
-        for kind in RUNS:
+        for kind in runs:
             r = results[kind][trials]
             seconds, mbps, per_cpu = _summary(r)
             peak = r.get("server_peak_mb", r.get("peak_mb"))
@@ -316,13 +323,19 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {ready:.0f} |"
             )
     for trials in args.trials:
-        e2e, stream, batch = (results[k][trials] for k in ("e2e", "streaming", "batch"))
-        mouse = next(iter(batch["per_mouse"]))
-        print(
-            f"\n{trials} trials: single-trial correlation of {mouse}: end to end {e2e['per_mouse'][mouse]:.9f}, "
-            f"in-process streaming {stream['per_mouse'][mouse]:.9f}, batch {batch['per_mouse'][mouse]:.9f}; "
-            f"overall {e2e['single_trial_correlation']:.6f}; client peak RSS {e2e['client_peak_mb']:.0f} MB"
-        )
+        found = {k: results[k][trials] for k in runs}
+        mouse = next(iter(next(iter(found.values()))["per_mouse"]))
+        same = ", ".join(f"{k} {r['per_mouse'][mouse]:.9f}" for k, r in found.items())
+        print(f"\n{trials} trials: single-trial correlation of {mouse}: {same}")
+        for kind in ("e2e", "e2e-malloc"):
+            if kind in found:
+                r = found[kind]
+                server = statistics.median(r["bytes"] / MB / s for s in r["server_cpu_seconds"])
+                print(
+                    f"{kind}: server alone {server:.0f} MB per CPU-second; client peak RSS "
+                    f"{r['client_peak_mb']:.0f} MB"
+                )
+    print(f"load average at the end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0

@@ -10,13 +10,13 @@ Numerics: per neuron, each trial's moments are taken about the trial's own mean,
 al.'s pairwise update (the parallel form of Welford's algorithm), so large offsets cost no precision; the
 across-repeat noise variance is updated the same way (Welford) per (stimulus, frame). Work per trial is
 vectorised over blocks of neurons that fit in cache: ~5 ms of CPU for an 8,000 x 250 float32 trial without
-a stimulus id, ~10 ms with one (docs/benchmarks/metrics.md).
+a stimulus id, ~9 ms with one (docs/benchmarks/metrics.md).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -147,17 +147,23 @@ class StimulusAccumulator:
         """Add one repeat (aligned, finite (N, F) arrays); ``squared_error`` from its `TrialMoments`."""
         rows = _block_rows(self.n_frames)
         r = self.repeats
-        buf = np.empty((min(rows, self.n_neurons), self.n_frames))
+        shape = (min(rows, self.n_neurons), self.n_frames)
+        buf_x, buf_y, buf_d = np.empty(shape), np.empty(shape), np.empty(shape)
         for start in range(0, self.n_neurons, rows):  # one cache-sized block of neurons at a time
             stop = min(start + rows, self.n_neurons)
+            # float32 inputs are cast into float64 blocks first: an in-place float64 += float32 goes through
+            # numpy's buffered casting loop, ~10x slower than the cast and a same-dtype add (same values).
+            bx, by = buf_x[: stop - start], buf_y[: stop - start]
+            bx[...] = prediction[start:stop]
+            by[...] = target[start:stop]
             sum_y = self.sum_y[start:stop]
             if r:  # Welford per (stimulus, frame): M2 += r/(r+1) * (y - mean)^2, summed over frames
-                d = buf[: stop - start]
+                d = buf_d[: stop - start]
                 np.multiply(sum_y, 1.0 / r, out=d)
-                np.subtract(target[start:stop], d, out=d)
+                np.subtract(by, d, out=d)
                 self.noise_m2[start:stop] += np.einsum("ij,ij->i", d, d) * (r / (r + 1))
-            sum_y += target[start:stop]
-            self.sum_x[start:stop] += prediction[start:stop]
+            sum_y += by
+            self.sum_x[start:stop] += bx
         self.squared_error += squared_error
         self.repeats = r + 1
 
@@ -240,6 +246,20 @@ class MouseAccumulator:
         self.n_trials += other.n_trials
 
 
+def _centred_blocks(sums: np.ndarray, repeats: int, mean: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
+    """Cache-sized row blocks of ``sums / repeats - mean[:, None]`` ((N, F) sums of one stimulus), in one reused
+    buffer instead of an (N, F) temporary: (rows, block); a block is overwritten by the next one."""
+    n_neurons, n_frames = sums.shape
+    n_rows = _block_rows(n_frames)
+    buf = np.empty((min(n_rows, n_neurons), n_frames))
+    for start in range(0, n_neurons, n_rows):
+        stop = min(start + n_rows, n_neurons)
+        block = buf[: stop - start]
+        np.divide(sums[start:stop], repeats, out=block)
+        block -= mean[start:stop, None]
+        yield slice(start, stop), block
+
+
 def correlation_to_average(
     stimuli: Iterable[StimulusAccumulator], eps: float = CORRELATION_EPS
 ) -> np.ndarray:
@@ -257,11 +277,12 @@ def correlation_to_average(
     m2_y = np.zeros_like(mean_x)
     c_xy = np.zeros_like(mean_x)
     for s in stimuli:
-        a = s.sum_x / s.repeats - mean_x[:, None]
-        b = s.sum_y / s.repeats - mean_y[:, None]
-        m2_x += np.einsum("ij,ij->i", a, a)
-        m2_y += np.einsum("ij,ij->i", b, b)
-        c_xy += np.einsum("ij,ij->i", a, b)
+        pred_blocks = _centred_blocks(s.sum_x, s.repeats, mean_x)
+        resp_blocks = _centred_blocks(s.sum_y, s.repeats, mean_y)
+        for (rows, a), (_, b) in zip(pred_blocks, resp_blocks, strict=True):
+            m2_x[rows] += np.einsum("ij,ij->i", a, a)
+            m2_y[rows] += np.einsum("ij,ij->i", b, b)
+            c_xy[rows] += np.einsum("ij,ij->i", a, b)
     with np.errstate(invalid="ignore", over="ignore"):
         r = (c_xy / n) / ((np.sqrt(m2_x / n) + eps) * (np.sqrt(m2_y / n) + eps))
     return np.where(np.isnan(r), 0.0, r)
@@ -279,8 +300,10 @@ def fev_feve(stimuli: Iterable[StimulusAccumulator]) -> tuple[np.ndarray, np.nda
     noise = np.zeros_like(grand_mean)
     squared_error = np.zeros_like(grand_mean)
     for s in stimuli:
-        d = s.sum_y / s.repeats - grand_mean[:, None]
-        total_m2 += s.noise_m2 + s.repeats * np.einsum("ij,ij->i", d, d)
+        between = np.empty_like(grand_mean)
+        for rows, d in _centred_blocks(s.sum_y, s.repeats, grand_mean):
+            between[rows] = np.einsum("ij,ij->i", d, d)
+        total_m2 += s.noise_m2 + s.repeats * between
         noise += s.noise_m2 / (s.repeats - 1)
         squared_error += s.squared_error
     total_var = total_m2 / (n_values - 1)

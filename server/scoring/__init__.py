@@ -32,6 +32,7 @@ def register(grpc_server: grpc.aio.Server, settings: Settings, truth: GroundTrut
     limit) caps recorded submissions per submitter per UTC day. ``settings.max_message_bytes`` must hold
     one trial (8,000 neurons x 300 frames float32 = 9.6 MB)."""
     from protos.sensorium.v1 import scoring_pb2_grpc
+    from server.scoring.allocator import tune_malloc
     from server.scoring.db import ScoreStore
     from server.scoring.ground_truth import FolderGroundTruth
     from server.scoring.service import ScoringService
@@ -41,6 +42,7 @@ def register(grpc_server: grpc.aio.Server, settings: Settings, truth: GroundTrut
         if settings.truth_dir is None:
             raise ValueError("the scoring service needs a truth folder (--truth DIR/truth)")
         truth = FolderGroundTruth(Path(settings.truth_dir))
+    tune_malloc()  # keeps the ~10 MB per-trial buffers in the heap (server.scoring.allocator)
     store = ScoreStore(settings.db_url)
     service = ScoringService(truth, store, submissions_per_day=settings.submissions_per_day)
     executor = ThreadPoolExecutor(max_workers=SCORING_THREADS, thread_name_prefix="scoring")

@@ -59,6 +59,8 @@ class ShardedScoreboard:
             Scoreboard({m: int(b[i + 1] - b[i]) for m, b in self._bounds.items() if i + 1 < len(b)})
             for i in range(shards)
         ]
+        # finishing passes already run (result() and the per-neuron arrays share them); cleared by `add`
+        self._scores: dict[tuple[str, str | None, bool], NeuronScores] = {}
 
     def add(
         self,
@@ -70,6 +72,7 @@ class ShardedScoreboard:
         *,
         trial: int | None = None,
     ) -> None:
+        self._scores.clear()
         bounds = self._bounds[mouse]
         jobs = [(self._boards[i], slice(int(bounds[i]), int(bounds[i + 1]))) for i in range(len(bounds) - 1)]
         if len(jobs) == 1:
@@ -86,13 +89,17 @@ class ShardedScoreboard:
             future.result()
 
     def _neuron_scores(self, mouse: str, family: str | None = None, per_family: bool = False) -> NeuronScores:
-        n_shards = len(self._bounds[mouse]) - 1
-        return _concat(
-            [
-                board.neuron_scores(mouse, family, all_families=not per_family)
-                for board in self._boards[:n_shards]
-            ]
-        )
+        key = (mouse, family if per_family else None, per_family)
+        cached = self._scores.get(key)
+        if cached is None:
+            n_shards = len(self._bounds[mouse]) - 1
+            cached = self._scores[key] = _concat(
+                [
+                    board.neuron_scores(mouse, family, all_families=not per_family)
+                    for board in self._boards[:n_shards]
+                ]
+            )
+        return cached
 
     def result(self) -> dict[str, Any]:
         """`Scoreboard.result()` of all shards together."""
