@@ -238,7 +238,7 @@ def run_demo(args: argparse.Namespace) -> int:
     with Step(f"train the default model -> {run}"):
         if not (run / "best.pt").is_file():
             extra = ["--epochs", str(args.epochs)] if args.epochs else []
-            _cli("train", "--data", data / "public", "--out", run, *extra)
+            _cli("train", "--data", data / "public", "--out", run, "--val-trials", "20", *extra)
         else:
             print("   reusing the trained model already there")
 
