@@ -23,7 +23,9 @@ class Settings:
     port: int = 50051  # 0 = any free port
     http_port: int = 8000  # Prometheus /metrics; -1 = off, 0 = any free port
     web_port: int = -1  # read-only leaderboard pages of db_url (server/web); -1 = off, 0 = any free port
-    intra_op_threads: int = 0  # onnxruntime threads inside one operator; 0 = onnxruntime's choice
+    # onnxruntime threads inside one operator; 0 = onnxruntime's choice (all cores). 1 + a worker per core serves
+    # many streams best (frames of different streams run in parallel, no thread-pool hand-offs).
+    intra_op_threads: int = 1
     inter_op_threads: int = 1
     providers: str = "auto"  # auto (CUDA when a GPU really works) | cpu | cuda
     batching: bool = True  # run concurrent streams' step calls as one onnxruntime call
@@ -33,6 +35,7 @@ class Settings:
     idle_timeout_s: float = 60.0  # a stream without a frame this long is evicted
     max_message_bytes: int = 64 * 1024 * 1024
     clip_workers: int = 2  # threads for PredictClip / ModelInfer
+    step_workers: int = 0  # threads running step calls per graph version; 0 = cores // intra-op threads
     shutdown_grace_s: float = 10.0
     # Scoring service (server/scoring): enabled when truth_dir is set.
     truth_dir: Path | None = None
@@ -63,7 +66,7 @@ class Settings:
         for name in ("max_streams", "max_message_bytes", "clip_workers"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("intra_op_threads", "inter_op_threads", "submissions_per_day"):
+        for name in ("intra_op_threads", "inter_op_threads", "submissions_per_day", "step_workers"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.idle_timeout_s <= 0 or self.shutdown_grace_s < 0:
@@ -78,6 +81,14 @@ class Settings:
     @property
     def max_batch_wait_s(self) -> float:
         return self.max_batch_wait_ms / 1000.0
+
+    @property
+    def step_worker_count(self) -> int:
+        """`step_workers`, or with 0: one per `intra_op_threads` cores (one in all with onnxruntime's choice)."""
+        if self.step_workers > 0:
+            return self.step_workers
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1, cores // self.intra_op_threads) if self.intra_op_threads > 0 else 1
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -108,7 +119,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "repo": "model repository (Triton layout, see docs/MODEL_REPOSITORY.md); required",
         "host": "address to bind (gRPC and metrics)",
         "port": "gRPC port (0: any free port)",
-        "intra_op_threads": "onnxruntime threads inside one operator (0: onnxruntime's choice)",
+        "intra_op_threads": "onnxruntime threads inside one operator (0: onnxruntime's choice = all cores); "
+        "1 with a step worker per core serves many streams best, more (with fewer --step-workers) lowers one "
+        "stream's latency",
+        "step_workers": "threads running StreamPredict step calls per model version "
+        "(0: cores // intra-op threads, at least 1)",
         "inter_op_threads": "onnxruntime threads across operators",
         "max_batch_size": "most streams in one onnxruntime step call",
         "max_streams": "most open StreamPredict streams; more get RESOURCE_EXHAUSTED",

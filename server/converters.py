@@ -21,6 +21,7 @@ DTYPES: dict[int, np.dtype] = {
     tensor_pb2.DTYPE_FLOAT64: np.dtype("<f8"),
 }
 _DTYPE_ENUMS = {dtype.name: enum for enum, dtype in DTYPES.items()}
+_DTYPE_BY_DTYPE = {dtype: enum for enum, dtype in DTYPES.items()}  # native little-endian dtypes
 
 # KServe v2 datatype names (raw contents); the typed-contents field that carries each when not raw.
 KSERVE_DTYPES: dict[str, np.dtype] = {
@@ -84,7 +85,9 @@ def _le_bytes(array: np.ndarray) -> bytes:
 
 def array_to_tensor(array: np.ndarray) -> tensor_pb2.Tensor:
     array = np.ascontiguousarray(array)
-    enum = _DTYPE_ENUMS.get(array.dtype.name)
+    enum = _DTYPE_BY_DTYPE.get(array.dtype)  # per frame: dtype.name costs ~10 us, a dict lookup ~0.1 us
+    if enum is None:
+        enum = _DTYPE_ENUMS.get(array.dtype.name)
     if enum is None:
         raise TypeError(f"cannot send dtype {array.dtype}")
     return tensor_pb2.Tensor(dtype=enum, shape=array.shape, data=_le_bytes(array))

@@ -1,5 +1,6 @@
 """The data plane between the thin gRPC servicers and the registry: resolves models, validates inputs, runs
-graphs (clip calls on an executor, step calls through the per-graph batcher) and records metrics."""
+graphs (clip calls on an executor, step calls through the per-graph batcher and its worker pool) and records
+metrics."""
 
 from __future__ import annotations
 
@@ -181,8 +182,13 @@ class DataPlane:
             if batcher is None:
                 size = self.settings.max_batch_size if self.settings.batching else 1
                 batcher = GraphBatcher(
-                    graph, size, self.settings.max_batch_wait_s, self.metrics.batch_size.observe
+                    graph,
+                    size,
+                    self.settings.max_batch_wait_s,
+                    self.metrics.batch_size.observe,
+                    workers=self.settings.step_worker_count,
                 )
+                log.info("%r: %d step workers, max batch %d", graph, batcher.workers, batcher.max_batch_size)
                 self._batchers[id(graph)] = batcher
                 graph.on_idle_retired.append(self._drop_batcher)
             return batcher

@@ -101,10 +101,22 @@ class ServerMetrics:
         self.loaded_models.set_function(count)
 
     def observe_frame(self, model: str, total_s: float, queue_s: float, compute_s: float) -> None:
-        self.frames.labels(model).inc()
-        self.frame_seconds.labels(model).observe(total_s)
-        self.frame_queue_seconds.labels(model).observe(queue_s)
-        self.frame_compute_seconds.labels(model).observe(compute_s)
+        self.frame_observer(model)(total_s, queue_s, compute_s)
+
+    def frame_observer(self, model: str) -> Callable[[float, float, float], None]:
+        """`observe_frame` bound to one model: a stream looks its label children up once, not every frame."""
+        frames = self.frames.labels(model)
+        total = self.frame_seconds.labels(model)
+        queue = self.frame_queue_seconds.labels(model)
+        compute = self.frame_compute_seconds.labels(model)
+
+        def observe(total_s: float, queue_s: float, compute_s: float) -> None:
+            frames.inc()
+            total.observe(total_s)
+            queue.observe(queue_s)
+            compute.observe(compute_s)
+
+        return observe
 
     def serve_http(self, host: str, port: int) -> int:
         """Start the /metrics endpoint; returns the bound port."""

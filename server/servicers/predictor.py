@@ -102,6 +102,7 @@ class PredictorServicer(predictor_pb2_grpc.PredictorServicer):
             raise InvalidArgument("open.model: empty; name a model (ListModels lists them)")
         session = self.plane.open_stream(first.open.model, first.open.version, first.open.stream_id)
         graph = session.graph
+        observe_frame = self.metrics.frame_observer(graph.mouse)
         try:
             await context.write(
                 predictor_pb2.StreamPredictResponse(
@@ -138,7 +139,7 @@ class PredictorServicer(predictor_pb2_grpc.PredictorServicer):
                     batch_size=out.batch_size,
                 )
                 result.server_seconds = time.perf_counter() - start
-                self.metrics.observe_frame(graph.mouse, result.server_seconds, out.queue_s, out.compute_s)
+                observe_frame(result.server_seconds, out.queue_s, out.compute_s)
                 await context.write(predictor_pb2.StreamPredictResponse(result=result))
             raise session.end_error
         except asyncio.CancelledError:

@@ -8,7 +8,6 @@ real protocol without ONNX models. Tests against the real server live in test_cl
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -254,20 +253,6 @@ def public_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # ----------------------------------------------------------------------------------------- the real server
 
 
-def _server_test_models():
-    """The server engineer's ONNX test-model builder (tests/server/conftest.py), loaded by path: pytest's
-    importlib mode gives conftest modules no importable name."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parent.parent / "server" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_server_test_models", path)
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 LIVE_LENGTHS = {0: 64, 1: 60, 2: 57, 3: 64}
 LIVE_TIERS = {0: "train", 1: "final_test_main", 2: "final_test_main", 3: "live_test_main"}
 
@@ -307,10 +292,10 @@ class Live:
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     """The real server (server.app.SensoriumServer, grpc.aio, free loopback port) on the server tests' ONNX
     test model, and a dataset folder for that mouse."""
+    from server import testing as models
     from server.app import SensoriumServer
     from server.config import Settings
 
-    models = _server_test_models()
     root = tmp_path_factory.mktemp("live")
     repo = root / "repo"
     models.write_model(repo, models.MOUSE, 1, models.make_params(1))

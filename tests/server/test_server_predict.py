@@ -44,12 +44,13 @@ def test_stream_equals_clip_and_in_process(serving, kit, in_process) -> None:
     assert all(res.compute_seconds > 0 and res.server_seconds >= res.compute_seconds for res in results)
 
 
+@pytest.mark.parametrize("workers", [1, 3], ids=["1-worker", "3-workers"])
 @pytest.mark.parametrize("batching", [True, False], ids=["batching", "no-batching"])
-def test_interleaved_streams_equal_each_alone(serving, kit, batching: bool) -> None:
+def test_interleaved_streams_equal_each_alone(serving, kit, batching: bool, workers: int) -> None:
     trials = [kit.make_trial(seed=100 + i, frames=16) for i in range(4)]
 
     async def scenario():
-        async with serving(batching=batching, max_batch_wait_ms=2.0) as srv:
+        async with serving(batching=batching, max_batch_wait_ms=2.0, step_workers=workers) as srv:
             alone = [(await kit.stream_trial(srv.channel, t))[1] for t in trials]
             together = await asyncio.gather(*(kit.stream_trial(srv.channel, t, in_flight=4) for t in trials))
             return alone, [res for _, res in together]
@@ -60,7 +61,21 @@ def test_interleaved_streams_equal_each_alone(serving, kit, batching: bool) -> N
         want = np.stack([kit.to_array(x.responses) for x in a])
         np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
     batch_sizes = {res.batch_size for results in together for res in results}
-    if batching:
+    if batching and workers == 1:  # with idle workers, frames run in parallel instead of waiting to batch
         assert max(batch_sizes) > 1, "concurrent streams never shared an onnxruntime call"
-    else:
+    elif not batching:
         assert batch_sizes == {1}
+
+
+def test_lone_stream_is_not_held_for_the_batch_wait(serving, kit) -> None:
+    """With the longest allowed batch wait, a lone stream's frames still go straight to onnxruntime."""
+    trial = kit.make_trial(seed=11, frames=30)
+
+    async def scenario():
+        async with serving(batching=True, max_batch_wait_ms=10.0) as srv:
+            return (await kit.stream_trial(srv.channel, trial))[1]
+
+    results = asyncio.run(scenario())
+    queue_ms = np.array([res.queue_seconds for res in results]) * 1e3
+    assert {res.batch_size for res in results} == {1}
+    assert np.median(queue_ms) < 2.0, f"lone stream queued {np.median(queue_ms):.2f} ms (max wait 10 ms)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import threading
 import time
@@ -104,6 +105,81 @@ def test_batching_off_runs_one_frame_per_call() -> None:
     results = asyncio.run(scenario())
     batcher.stop(wait=True)
     assert graph.batches == [1, 1, 1] and [r.outputs["y"][0] for r in results] == [2, 4, 6]
+
+
+def test_batcher_does_not_wait_when_another_worker_is_idle() -> None:
+    """Two streams, two workers: A's frame runs at once (the idle second worker could take B's frame as soon as it
+    comes, so waiting for B cannot help on a CPU); B's frame, arriving while A's computes, runs at once too (one
+    worker would have queued it behind A's call)."""
+    wait, delay = 0.3, 0.4
+    graph = FakeGraph(active_streams=2, delay_s=delay)
+    batcher = GraphBatcher(graph, max_batch_size=8, max_wait_s=wait, workers=2)  # type: ignore[arg-type]
+
+    async def scenario():
+        a = batcher.submit({"x": np.ones(3, np.float32)})
+        await asyncio.sleep(0.1)
+        b = batcher.submit({"x": np.full(3, 2.0, np.float32)})
+        return await a, await b
+
+    a, b = asyncio.run(scenario())
+    batcher.stop(wait=True)
+    assert (a.batch_size, b.batch_size) == (1, 1)
+    assert a.queue_s < 0.08, f"A waited {a.queue_s * 1e3:.0f} ms although a worker was idle"
+    assert b.queue_s < 0.08, f"B queued {b.queue_s * 1e3:.0f} ms behind a call it could not join"
+    assert (a.outputs["y"][0], b.outputs["y"][0]) == (2, 4)
+
+
+def test_batcher_batches_frames_queued_while_all_workers_are_busy() -> None:
+    graph = FakeGraph(active_streams=5)
+    graph.gate.clear()  # both workers hold a call
+    batcher = GraphBatcher(graph, max_batch_size=8, max_wait_s=0.0, workers=2)  # type: ignore[arg-type]
+
+    async def scenario():
+        first = []
+        for v in (1, 2):  # one at a time: each worker takes one
+            first.append(batcher.submit({"x": np.full(3, v, np.float32)}))
+            await asyncio.sleep(0.05)
+        rest = asyncio.ensure_future(_submit_all(batcher, [3, 4, 5]))
+        await asyncio.sleep(0.05)
+        graph.gate.set()
+        return await asyncio.gather(*first), await rest
+
+    first, rest = asyncio.run(scenario())
+    batcher.stop(wait=True)
+    assert sorted(graph.batches) == [1, 1, 3]
+    assert [r.batch_size for r in rest] == [3, 3, 3]
+    assert [r.outputs["y"][0] for r in [*first, *rest]] == [2, 4, 6, 8, 10]
+
+
+@pytest.mark.parametrize("max_batch_size", [1, 8], ids=["batching-off", "batching-on"])
+def test_batcher_workers_overlap_calls(max_batch_size: int) -> None:
+    """A pool of 3 workers runs 3 frames in parallel (or batched): not 3 calls in a row."""
+    delay = 0.2
+    graph = FakeGraph(active_streams=3, delay_s=delay)
+    batcher = GraphBatcher(graph, max_batch_size=max_batch_size, max_wait_s=0.05, workers=3)  # type: ignore[arg-type]
+
+    async def scenario():
+        start = time.perf_counter()
+        results = await _submit_all(batcher, [1, 2, 3])
+        return results, time.perf_counter() - start
+
+    results, elapsed = asyncio.run(scenario())
+    batcher.stop(wait=True)
+    assert [r.outputs["y"][0] for r in results] == [2, 4, 6]
+    assert sum(graph.batches) == 3 and (max_batch_size > 1 or graph.batches == [1, 1, 1])
+    assert elapsed < 2 * delay, f"3 calls took {elapsed:.2f} s: the workers did not overlap"
+
+
+def test_step_worker_count_follows_cores_and_threads() -> None:
+    from server.config import Settings
+
+    cores = len(os.sched_getaffinity(0))
+    assert Settings(step_workers=3).step_worker_count == 3
+    assert Settings(intra_op_threads=1).step_worker_count == cores
+    assert Settings(intra_op_threads=0).step_worker_count == 1  # onnxruntime's pool already uses every core
+    assert Settings(intra_op_threads=cores * 4).step_worker_count == 1
+    with pytest.raises(ValueError, match="step_workers"):
+        Settings(step_workers=-1)
 
 
 @pytest.mark.parametrize("defect", ["no-metadata", "wrong-kind", "bad-state", "not-onnx"])
