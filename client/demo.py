@@ -41,6 +41,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--workdir", type=Path, default=Path("runs/demo"), help="where every output goes")
     p.add_argument("--seed", type=int, default=0, help="data seed")
+    p.add_argument("--mice", type=int, default=None, help="synthetic mice (default: the generator's default)")
+    p.add_argument(
+        "--neurons", type=int, default=None, help="neurons per mouse (default: the generator's default)"
+    )
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the training default)")
     p.add_argument("--fresh", action="store_true", help="delete --workdir first and redo every step")
     p.set_defaults(handler=run_demo)
@@ -230,7 +234,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
     with Step(f"synthetic SENSORIUM 2023 dataset (seed {args.seed}) -> {data}"):
         if not (data / "truth").is_dir():
-            _cli("data", "synth", "--out", data, "--seed", args.seed, "--no-oracle", "--force")
+            size = [f"--{k}={v}" for k in ("mice", "neurons") if (v := getattr(args, k)) is not None]
+            _cli("data", "synth", "--out", data, "--seed", args.seed, "--no-oracle", "--force", *size)
         else:
             print("   reusing the dataset already there")
         oracle = _oracle_table(data)
