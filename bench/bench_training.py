@@ -30,15 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # name -> (model config overrides of `default`, TrainOptions overrides)
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "default": ({}, {}),
-    "lr1e-2": ({}, {"lr": 1e-2}),
-    "lr2e-3": ({}, {"lr": 2e-3}),
-    "batch4": ({}, {"batch_size": 4}),
-    "clip40": ({}, {"clip_frames": 40}),
-    "sigma0.05": ({"readout_init_sigma": 0.05}, {}),
-    "wide32": ({"channels": [32, 32]}, {}),
-    "temporal11": ({"temporal_input_kernel": 11}, {}),
-    "padded": ({"spatial_padding": True}, {}),
-    "three-layers": ({"channels": [16, 16, 16]}, {}),
+    "lr5e-3": ({}, {"lr": 5e-3}),
+    "lr2e-2-batch8": ({}, {"lr": 2e-2, "batch_size": 8}),
+    "clip50": ({}, {"clip_frames": 50}),
+    "sigma0.2": ({"readout_init_sigma": 0.2}, {}),
+    "wide48": ({"channels": [48]}, {}),
+    "two-layers": ({"channels": [32, 32], "spatial_hidden_kernel": 5, "temporal_hidden_kernel": 5}, {}),
+    "temporal15": ({"temporal_input_kernel": 15}, {}),
+    "unpooled": ({"input_pool": 1, "spatial_input_kernel": 13}, {}),
     "baseline": ("baseline", {}),  # the official-size config
 }
 

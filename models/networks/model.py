@@ -2,7 +2,8 @@
 
 All inputs are NORMALISED (models/data/normalisation.py); outputs are ELU + 1 rates in standardised units.
 
-  video [B, T, H, W], behavior [B, T, 2] -> core input [B, 1 + 2, T, H, W] (behaviour broadcast over space)
+  video [B, T, H, W], behavior [B, T, 2] -> core input [B, 1 + 2, T, H/p, W/p] (video average-pooled by
+                                            p = config.input_pool, behaviour broadcast over space)
   -> core                                   [B, C, T - R + 1, H', W']   frame j <-> input frame j + R - 1
   -> (gru)                                  [B, Ch, T - R + 1, H', W']
   -> readout at mu_n + shifter(pupil[j + R - 1])  [B, T - R + 1, N]  -> ELU + 1
@@ -16,6 +17,7 @@ Three views of the same computation, all used by export and tested to agree:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +30,7 @@ from models.config import ModelConfig
 from models.networks.core import FactorisedCore
 from models.networks.gru import ConvGRU
 from models.networks.readout import GaussianReadout, Shifter
+from models.networks.rf_mapping import map_receptive_fields
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,11 @@ class SensoriumModel(nn.Module):
             raise ValueError("build_model needs at least one mouse")
         self.config = config
         self.sessions = list(mice)
-        self.frame_size = (height, width)
+        self.frame_size = (height, width)  # raw input frames
+        pool = config.input_pool
+        if height % pool or width % pool:
+            raise ValueError(f"config.input_pool {pool} must divide the frame size {height}x{width}")
+        self.core_size = (height // pool, width // pool)  # frames as the core sees them
         self.core = FactorisedCore(
             in_channels=1 + config.behavior_channels,
             channels=config.channels,
@@ -69,7 +76,7 @@ class SensoriumModel(nn.Module):
             padding=config.spatial_padding,
             momentum=config.batchnorm_momentum,
         )
-        self.feature_size = self.core.output_size(height, width)
+        self.feature_size = self.core.output_size(*self.core_size)
         if min(self.feature_size) < 2:
             raise ValueError(
                 f"core output {self.feature_size} for frames {height}x{width}: kernels too large"
@@ -114,11 +121,33 @@ class SensoriumModel(nn.Module):
         return self.shifters[module_key(session)](pupil_center)
 
     def core_input(self, video: torch.Tensor, behavior: torch.Tensor) -> torch.Tensor:
-        # video [B, T, H, W], behavior [B, T, K] -> [B, 1 + K, T, H, W]
+        # video [B, T, H, W], behavior [B, T, K] -> [B, 1 + K, T, H / p, W / p] (p = config.input_pool)
+        pool = self.config.input_pool
+        if pool > 1:
+            video = F.avg_pool2d(video, pool)  # pools the last two axes; [B, T] act as batch and channels
         k = self.config.behavior_channels
         behavior = behavior[..., :k].transpose(1, 2)[..., None, None]  # [B, K, T, 1, 1]
         planes = behavior + torch.zeros_like(video)[:, None]  # broadcast over space, no explicit sizes
         return torch.cat([video[:, None], planes], dim=1)
+
+    # -- initialisation from data --------------------------------------------------------------------------
+    def initialize_positions(self, session: str, trials: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
+        """Start the readout positions of `session` at RF centres mapped from (video [T, H, W] normalised,
+        responses [T, N] standardised) trials (models/networks/rf_mapping.py); returns the fit's RMS error
+        in grid units."""
+        centres, strength = map_receptive_fields(trials)  # raw pixels [x, y]
+        pool = self.config.input_pool
+        core = np.array(self.core_size[::-1], dtype=np.float32)  # [W, H] in core pixels
+        feature = np.array(self.feature_size[::-1], dtype=np.float32)
+        offset = (core - feature) / 2  # core pixels cropped on each side without spatial padding
+        pixel = (centres - (pool - 1) / 2) / pool - offset  # feature-map pixels
+        grid = pixel / np.maximum(feature - 1, 1) * 2 - 1
+        readout = self.readout(session)
+        with torch.no_grad():
+            shift = self.shift(session, torch.zeros(1, 2))  # the shifter at the mean pupil position
+        target = torch.as_tensor(grid) - shift
+        weight = torch.as_tensor(np.maximum(strength, 0.0) ** 2)
+        return readout.fit_positions(target, weight)
 
     # -- whole clip ----------------------------------------------------------------------------------------
     def forward(
@@ -166,7 +195,7 @@ class SensoriumModel(nn.Module):
     def state_shapes(self) -> list[tuple[int, ...]]:
         """Per-stream state tensors (without batch): temporal-conv buffers, then the GRU hidden state, then
         (GRU with R > 1) the number of frames seen, capped at R."""
-        shapes: list[tuple[int, ...]] = list(self.core.state_shapes(*self.frame_size))
+        shapes: list[tuple[int, ...]] = list(self.core.state_shapes(*self.core_size))
         if self.gru is not None:
             shapes.append((self.gru.hidden_channels, *self.feature_size))
         if self.counts_frames:
@@ -187,7 +216,7 @@ class SensoriumModel(nn.Module):
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         # video [B, H, W], behavior [B, 2], pupil_center [B, 2], state -> responses [B, N], new state
         x = self.core_input(video[:, None], behavior[:, None])[:, :, 0]  # [B, 1 + K, H, W]
-        n_core = len(self.core.state_shapes(*self.frame_size))
+        n_core = len(self.core.state_shapes(*self.core_size))
         features, new_state = self.core.step(x, state[:n_core])  # [B, C, H', W']
         shift = self.shift(session, pupil_center)
         if self.gru is None:

@@ -70,6 +70,22 @@ class GaussianReadout(nn.Module):
         m = torch.as_tensor(mean_response, dtype=torch.float32).clamp_min(1e-3)
         self.bias.copy_(torch.where(m >= 1, m - 1, torch.log(m)))
 
+    def fit_positions(self, target: torch.Tensor, weight: torch.Tensor, steps: int = 400) -> float:
+        """Fit the coordinates -> position MLP to target positions [N, 2] (grid units), weights [N] >= 0,
+        with a robust (Huber) loss: a smooth retinotopic map through noisy per-neuron estimates. Returns the
+        weighted RMS distance left."""
+        target = target.to(self.coordinates).clamp(-0.99, 0.99)
+        weight = (weight / weight.sum().clamp_min(1e-12)).to(self.coordinates)
+        optimizer = torch.optim.Adam(self.position_mlp.parameters(), lr=1e-2)
+        for _ in range(steps):
+            optimizer.zero_grad()
+            loss = F.huber_loss(self.mean_positions(), target, reduction="none", delta=0.1).sum(-1)
+            (loss * weight).sum().backward()
+            optimizer.step()
+        with torch.no_grad():
+            err = (self.mean_positions() - target).pow(2).sum(-1)
+            return float((err * weight).sum().sqrt())
+
     def positions(self, shift: torch.Tensor) -> torch.Tensor:
         # shift [M, 2] -> positions [M, N, 2], clamped to the feature map
         grid = self.mean_positions()[None] + shift[:, None]

@@ -34,6 +34,8 @@ from models.training.validation import validate, validation_trials
 
 log = logging.getLogger(__name__)
 
+RF_MAPPING_TRIALS = 64  # training trials per mouse read to map receptive fields (readout position start)
+
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -180,8 +182,11 @@ def _train(
     )
     torch.manual_seed(options.seed)  # identical initialisation on every process
     model, model_config = build(config, mice)
-    for s, m in mice.items():  # start each neuron at its mean response (unless resumed below)
+    for s, m in mice.items():  # start each neuron at its mean response and mapped RF (unless resumed below)
         model.readout(s).initialize_bias(m.mean_response())
+        trials = (m.trial(int(i)) for i in m.train_trials[:RF_MAPPING_TRIALS])
+        rms = model.initialize_positions(s, ((t.video, t.responses) for t in trials))
+        log.info("%s: readout positions initialised from RF mapping (fit RMS %.3f grid units)", s, rms)
     model.to(ctx.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
