@@ -120,7 +120,7 @@ def start_server(
     port, http_port = free_port(), free_port()
     command = [sys.executable, "-m", "server.cli", "serve", "--repo", str(repo), "--truth", str(data / "truth"),
                "--db", f"sqlite:///{db}", "--host", "127.0.0.1", "--port", str(port), "--http-port", str(http_port),
-               "--providers", "cpu", "--intra-op-threads", str(args.threads), "--submissions-per-day", "0"]  # fmt: skip
+               "--providers", "cpu", "--intra-op-threads", str(args.threads), "--submissions-per-day", "0", *args.server_arg]  # fmt: skip
     log = open(db.parent / "server.log", "w")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(command, cwd=ROOT, stderr=log, stdout=log)
     target = f"127.0.0.1:{port}"
@@ -363,6 +363,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--neurons", type=int, default=8000, help="neurons of the bench model (default 8000)")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads of the server")
+    parser.add_argument(
+        "--server-arg", action="append", default=[], metavar="ARG",
+        help="extra `sensorium-serve serve` argument, repeatable (e.g. --server-arg=--no-batching)",
+    )  # fmt: skip
     parser.add_argument("--rss-every", type=float, default=1.0, help="RSS sampling interval in seconds")
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
