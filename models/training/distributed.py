@@ -66,8 +66,13 @@ def init_distributed(device_name: str) -> DistContext:
 
 
 def shutdown() -> None:
+    """Leave the process group together: a rank that tears gloo down while another is still sending aborts
+    ("terminate called without an active exception"), so every rank waits at a barrier first."""
     if dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def broadcast(obj: Any, ctx: DistContext) -> Any:
