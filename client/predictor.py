@@ -130,6 +130,24 @@ def security_from_args(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def open_channel(
+    target: str,
+    credentials: grpc.ChannelCredentials | None = None,
+    *,
+    round_robin: bool = False,
+    options: ChannelOptions = (),
+    aio: bool = False,
+) -> grpc.Channel | grpc.aio.Channel:
+    """A blocking (or grpc.aio) channel with `channel_options`: TLS with `credentials`, else with the
+    $SENSORIUM_SERVE_TLS_* files when set, else plaintext. Every client of this package opens its channel here."""
+    credentials = credentials if credentials is not None else tls_credentials()
+    opts = channel_options(round_robin, options)
+    grpc_module = grpc.aio if aio else grpc
+    if credentials is not None:
+        return grpc_module.secure_channel(target, credentials, opts)
+    return grpc_module.insecure_channel(target, opts)
+
+
 # ------------------------------------------------------------------------------------------ result types
 
 
@@ -420,12 +438,8 @@ class PredictorClient:
         self.target = target
         self.timeout = timeout
         self.metadata = auth_metadata(token, metadata)  # + $SENSORIUM_SERVE_TOKEN
-        credentials = credentials if credentials is not None else tls_credentials()  # $SENSORIUM_SERVE_TLS_*
-        opts = channel_options(round_robin, options)
-        self._channel = (
-            grpc.secure_channel(target, credentials, opts)
-            if credentials
-            else grpc.insecure_channel(target, opts)
+        self._channel = open_channel(  # credentials else $SENSORIUM_SERVE_TLS_*
+            target, credentials, round_robin=round_robin, options=options
         )
         self._stub = predictor_pb2_grpc.PredictorStub(self._channel)
 
@@ -602,12 +616,8 @@ class AsyncPredictorClient:
         self.target = target
         self.timeout = timeout
         self.metadata = auth_metadata(token, metadata)  # + $SENSORIUM_SERVE_TOKEN
-        credentials = credentials if credentials is not None else tls_credentials()  # $SENSORIUM_SERVE_TLS_*
-        opts = channel_options(round_robin, options)
-        self._channel = (
-            grpc.aio.secure_channel(target, credentials, opts)
-            if credentials
-            else grpc.aio.insecure_channel(target, opts)
+        self._channel = open_channel(  # credentials else $SENSORIUM_SERVE_TLS_*
+            target, credentials, round_robin=round_robin, options=options, aio=True
         )
         self._stub = predictor_pb2_grpc.PredictorStub(self._channel)
 

@@ -26,9 +26,8 @@ from client.errors import from_rpc_error
 from client.predictor import (
     add_security_arguments,
     auth_metadata,
-    channel_options,
+    open_channel,
     security_from_args,
-    tls_credentials,
 )
 from client.submission import TrialPrediction
 from models.benchmark import TEST_ROUNDS, TRACKS
@@ -95,12 +94,7 @@ class ScoringClient:
         self.target = target
         self.timeout_s = timeout_s
         self.metadata = auth_metadata(token)
-        credentials = credentials if credentials is not None else tls_credentials()
-        self._channel = (
-            grpc.secure_channel(target, credentials, options=channel_options())
-            if credentials is not None
-            else grpc.insecure_channel(target, options=channel_options())
-        )
+        self._channel = open_channel(target, credentials)
         self._stub = scoring_pb2_grpc.ScoringStub(self._channel)
 
     def submit(
