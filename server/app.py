@@ -139,7 +139,7 @@ class SensoriumServer:
         log.info(
             "serving on %s:%d (metrics %s); batching %s (max %d, wait %.1f ms), max %d streams",
             s.host, self.port, f"http://{s.host}:{self.http_port}/metrics" if self.http_port else "off",
-            "on" if s.batching else "off", s.max_batch_size, s.max_batch_wait_ms, s.max_streams,
+            s.batching, s.max_batch_size, s.max_batch_wait_ms, s.max_streams,
         )  # fmt: skip
         return self.port
 

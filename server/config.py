@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 ENV_PREFIX = "SENSORIUM_SERVE_"
+BATCHING_MODES = ("auto", "on", "off")
 MAX_BATCH_WAIT_LIMIT_MS = 10.0  # a longer wait would eat a visible part of the 33 ms frame budget
 
 
@@ -28,9 +29,13 @@ class Settings:
     intra_op_threads: int = 1
     inter_op_threads: int = 1
     providers: str = "auto"  # auto (CUDA when a GPU really works) | cpu | cuda
-    batching: bool = True  # run concurrent streams' step calls as one onnxruntime call
+    # Run concurrent streams' step calls as one onnxruntime call: on | off | auto = on for graphs on CUDA only
+    # (on a CPU a batch of B frames costs B frames' time, and parallel workers beat it: docs/benchmarks/serving.md).
+    batching: str = "auto"
     max_batch_size: int = 16
     max_batch_wait_ms: float = 1.0  # how long a batch waits for more streams' frames
+    # The server's only stream runs its step calls on the event-loop thread: no hand-offs to a worker and back.
+    inline_lone_stream: bool = True
     max_streams: int = 256
     idle_timeout_s: float = 60.0  # a stream without a frame this long is evicted
     max_message_bytes: int = 64 * 1024 * 1024
@@ -48,6 +53,8 @@ class Settings:
     tls_client_ca: Path | None = None
 
     def __post_init__(self) -> None:
+        # True/False (code, tests) and boolean words (env vars) mean on/off
+        object.__setattr__(self, "batching", _batching_mode(self.batching))
         problems = []
         if not 0 <= self.port <= 65535:
             problems.append(f"port must be 0-65535, got {self.port}")
@@ -57,6 +64,8 @@ class Settings:
             problems.append(f"web_port must be -1 (off) or 0-65535, got {self.web_port}")
         if self.providers not in ("auto", "cpu", "cuda"):
             problems.append(f"providers must be auto, cpu or cuda, got {self.providers!r}")
+        if self.batching not in BATCHING_MODES:
+            problems.append(f"batching must be one of {', '.join(BATCHING_MODES)}, got {self.batching!r}")
         if self.max_batch_size < 1:
             problems.append(f"max_batch_size must be >= 1, got {self.max_batch_size}")
         if not 0 <= self.max_batch_wait_ms <= MAX_BATCH_WAIT_LIMIT_MS:
@@ -82,6 +91,12 @@ class Settings:
     def max_batch_wait_s(self) -> float:
         return self.max_batch_wait_ms / 1000.0
 
+    def batches_on(self, providers: list[str]) -> bool:
+        """Whether step calls of a graph whose session runs on ``providers`` (onnxruntime's list) batch."""
+        if self.batching == "auto":
+            return bool(providers) and providers[0] == "CUDAExecutionProvider"
+        return self.batching == "on"
+
     @property
     def step_worker_count(self) -> int:
         """`step_workers`, or with 0: one per `intra_op_threads` cores (one in all with onnxruntime's choice)."""
@@ -102,7 +117,7 @@ class Settings:
             key = ENV_PREFIX + name.upper()
             if key in env:
                 try:
-                    values[name] = _parse(kind, env[key])
+                    values[name] = _parse_batching(env[key]) if name == "batching" else _parse(kind, env[key])
                 except ValueError as exc:
                     raise ValueError(f"{key}={env[key]!r}: {exc}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -126,6 +141,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(0: cores // intra-op threads, at least 1)",
         "inter_op_threads": "onnxruntime threads across operators",
         "max_batch_size": "most streams in one onnxruntime step call",
+        "inline_lone_stream": "while only one stream is open, run its step calls on the event-loop thread "
+        "(saves two thread hand-offs per frame; other RPCs then wait at most one step call); "
+        "--no-inline-lone-stream: always through the step workers",
         "max_streams": "most open StreamPredict streams; more get RESOURCE_EXHAUSTED",
         "max_message_bytes": "largest gRPC message in or out; larger get RESOURCE_EXHAUSTED",
         "clip_workers": "threads running PredictClip / ModelInfer",
@@ -134,7 +152,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "truth_dir": "hidden truth folder (DIR/truth); enables the sensorium.v1.Scoring service",
         "db_url": "SQLAlchemy URL of the scoring database (SQLite file or PostgreSQL)",
         "providers": "onnxruntime execution providers: auto (CUDA only when a GPU really works), cpu, cuda",
-        "batching": "batch concurrent streams' step calls into one onnxruntime call (--no-batching: off)",
+        "batching": "batch concurrent streams' step calls into one onnxruntime call: on, off, or auto = on "
+        "only for graphs running on CUDA (on a CPU a batch saves nothing and parallel workers beat it); "
+        "--batching alone = on, --no-batching = off",
         "http_port": "Prometheus /metrics HTTP port (-1: off)",
         "web_port": "HTTP port of the read-only leaderboard pages of --db (-1: off)",
         "idle_timeout_s": "evict a stream that sent no frame for this many seconds",
@@ -150,7 +170,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, kind in _field_types().items():
         flag = flag_names.get(name, "--" + name.replace("_", "-"))
         text = f"{helps.get(name, name.replace('_', ' '))} [env {ENV_PREFIX}{name.upper()}; default {getattr(defaults, name)}]"
-        if kind is bool:
+        if name == "batching":
+            parser.add_argument(flag, dest=name, nargs="?", const="on", choices=BATCHING_MODES, help=text)
+            parser.add_argument(
+                "--no-batching", dest=name, action="store_const", const="off", help="= --batching off"
+            )
+        elif kind is bool:
             parser.add_argument(
                 flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text
             )
@@ -176,3 +201,21 @@ def _parse(kind: type, text: str) -> Any:
             return False
         raise ValueError("expected a boolean (1/0, true/false, yes/no, on/off)")
     return kind(text)
+
+
+def _batching_mode(value: object) -> object:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        return {"1": "on", "true": "on", "yes": "on", "0": "off", "false": "off", "no": "off"}.get(
+            lowered, lowered
+        )
+    return value
+
+
+def _parse_batching(text: str) -> str:
+    mode = _batching_mode(text)
+    if mode not in BATCHING_MODES:
+        raise ValueError(f"expected {', '.join(BATCHING_MODES)} (or a boolean)")
+    return str(mode)

@@ -159,9 +159,14 @@ class DataPlane:
             contract.PUPIL_CENTER: as_float32(pupil_center, "frame.pupil_center"),
             **session.state,
         }
+        batcher = self._batcher(graph)
         session.busy = True
         try:
-            result = await self._batcher(graph).submit(inputs)
+            if self.settings.inline_lone_stream and len(self.streams) == 1:
+                # The only stream: run on the event loop thread (other RPCs wait at most one step call).
+                result = batcher.run_here(inputs)
+            else:
+                result = await batcher.submit(inputs)
         finally:
             session.busy = False
         session.commit({s.input_name: result.outputs[s.output_name] for s in graph.state})
@@ -180,7 +185,8 @@ class DataPlane:
         with self._batchers_lock:
             batcher = self._batchers.get(id(graph))
             if batcher is None:
-                size = self.settings.max_batch_size if self.settings.batching else 1
+                batching = self.settings.batches_on(graph.session.get_providers())
+                size = self.settings.max_batch_size if batching else 1
                 batcher = GraphBatcher(
                     graph,
                     size,

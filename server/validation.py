@@ -26,6 +26,11 @@ def check_shape(
     array: np.ndarray, expected: Sequence[int | None], field: str, names: Sequence[str] = ()
 ) -> None:
     """``expected`` uses None for a free dimension; ``names`` labels the dims in the message (e.g. T, H, W)."""
+    shape = array.shape
+    if len(shape) == len(expected) and all(
+        need is None or got == need for got, need in zip(shape, expected, strict=True)
+    ):
+        return  # per frame: no message text built unless it is needed
     labels = ", ".join(names) if names else ", ".join("?" if d is None else str(d) for d in expected)
     want = "[" + ", ".join("?" if d is None else str(d) for d in expected) + "]"
     if array.ndim != len(expected):

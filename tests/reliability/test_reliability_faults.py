@@ -165,6 +165,34 @@ class _FailOnce:
         return self.original(feeds)
 
 
+def test_onnxruntime_failing_for_the_only_stream_inline_is_internal(serving, kit) -> None:
+    """The only stream's step runs on the event-loop thread: a failure there ends that stream with INTERNAL,
+    frees it, and the next stream (also inline) gets the same numbers as a fresh server."""
+    trial = kit.make_trial(seed=22, frames=6)
+
+    async def scenario():
+        async with serving() as srv:
+            step = _FailOnce(srv.app.plane.registry.graph(f"{kit.MOUSE}-step"), MemoryError("std::bad_alloc"))
+            call = predictor_pb2_grpc.PredictorStub(srv.channel).StreamPredict()
+            await call.write(kit.open_request())
+            await call.read()
+            step.armed = True
+            await call.write(kit.frame_request(trial, 0))
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await call.read()
+            _, after = await kit.stream_trial(srv.channel, trial)
+            left = len(srv.app.plane.streams)
+        async with serving() as srv:
+            _, fresh = await kit.stream_trial(srv.channel, trial)
+        return error.value, after, fresh, left
+
+    error, after, fresh, left = asyncio.run(scenario())
+    assert error.code() == grpc.StatusCode.INTERNAL and "MemoryError" in error.details()
+    assert [r.queue_seconds for r in after] == [0.0] * 6  # it ran inline
+    assert [r.responses.data for r in after] == [r.responses.data for r in fresh]
+    assert left == 0
+
+
 def test_onnxruntime_failing_in_one_call_is_internal_and_the_rest_carries_on(serving, kit) -> None:
     trial = kit.make_trial(seed=21, frames=8)
     clip_request = predictor_pb2.PredictClipRequest(

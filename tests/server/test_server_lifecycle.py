@@ -28,13 +28,30 @@ def test_settings_flags_override_env_override_defaults(tmp_path: Path) -> None:
     )
     env = {"SENSORIUM_SERVE_PORT": "2", "SENSORIUM_SERVE_MAX_STREAMS": "3", "SENSORIUM_SERVE_BATCHING": "yes"}
     settings = Settings.from_args(args, env)
-    assert (settings.port, settings.max_streams, settings.batching) == (1, 3, False)
+    assert (settings.port, settings.max_streams, settings.batching) == (1, 3, "off")
     assert settings.truth_dir == tmp_path / "truth" and settings.repo == tmp_path
     assert settings.http_port == Settings().http_port
     with pytest.raises(ValueError, match="SENSORIUM_SERVE_BATCHING"):
         Settings.from_env({"SENSORIUM_SERVE_BATCHING": "maybe"})
     with pytest.raises(ValueError, match="max_batch_wait_ms"):
         Settings(max_batch_wait_ms=50)
+
+
+def test_batching_auto_is_on_only_for_graphs_on_cuda() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    cuda, cpu = ["CUDAExecutionProvider", "CPUExecutionProvider"], ["CPUExecutionProvider"]
+    assert Settings().batching == "auto"
+    assert Settings().batches_on(cuda) and not Settings().batches_on(cpu)
+    for argv, mode in ((["--batching"], "on"), (["--batching", "auto"], "auto"), (["--no-batching"], "off")):
+        settings = Settings.from_args(parser.parse_args(argv), env={})
+        assert settings.batching == mode
+    assert Settings(batching=True).batches_on(cpu) and not Settings(batching=False).batches_on(cuda)
+    assert Settings.from_env({"SENSORIUM_SERVE_BATCHING": "off"}).batching == "off"
+    with pytest.raises(ValueError, match="batching must be one of auto, on, off"):
+        Settings(batching="sometimes")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--batching", "sometimes"])
 
 
 def _wait_serving(target: str, proc: subprocess.Popen, timeout: float = 30) -> None:

@@ -68,14 +68,40 @@ def test_interleaved_streams_equal_each_alone(serving, kit, batching: bool, work
 
 
 def test_lone_stream_is_not_held_for_the_batch_wait(serving, kit) -> None:
-    """With the longest allowed batch wait, a lone stream's frames still go straight to onnxruntime."""
+    """With the longest allowed batch wait, a lone stream's frames still go straight to onnxruntime (workers)."""
     trial = kit.make_trial(seed=11, frames=30)
 
     async def scenario():
-        async with serving(batching=True, max_batch_wait_ms=10.0) as srv:
+        async with serving(batching=True, max_batch_wait_ms=10.0, inline_lone_stream=False) as srv:
             return (await kit.stream_trial(srv.channel, trial))[1]
 
     results = asyncio.run(scenario())
     queue_ms = np.array([res.queue_seconds for res in results]) * 1e3
     assert {res.batch_size for res in results} == {1}
     assert np.median(queue_ms) < 2.0, f"lone stream queued {np.median(queue_ms):.2f} ms (max wait 10 ms)"
+
+
+def test_only_stream_runs_inline_and_equals_the_worker_path(serving, kit) -> None:
+    """The server's only stream skips the queue (queue_seconds exactly 0); with a second stream open, frames go
+    through the workers again; both paths give the same numbers."""
+    trial = kit.make_trial(seed=12, frames=12)
+    other = kit.make_trial(seed=13, frames=12)
+
+    async def scenario():
+        async with serving(step_workers=2) as srv:
+            _, inline = await kit.stream_trial(srv.channel, trial)
+            together = await asyncio.gather(
+                kit.stream_trial(srv.channel, trial), kit.stream_trial(srv.channel, other)
+            )
+        async with serving(step_workers=2, inline_lone_stream=False) as srv:
+            _, pooled = await kit.stream_trial(srv.channel, trial)
+        return inline, together[0][1], pooled
+
+    inline, shared, pooled = asyncio.run(scenario())
+    assert all(res.queue_seconds == 0.0 and res.batch_size == 1 for res in inline)
+    assert all(res.queue_seconds > 0.0 for res in pooled)
+    assert any(res.queue_seconds > 0.0 for res in shared), "two open streams still ran inline"
+    want = np.stack([kit.to_array(x.responses) for x in inline])
+    np.testing.assert_array_equal(np.stack([kit.to_array(x.responses) for x in pooled]), want)
+    # a batch of two may take other kernels than a batch of one: equal to float32 rounding
+    np.testing.assert_allclose(np.stack([kit.to_array(x.responses) for x in shared]), want, atol=1e-6, rtol=0)
