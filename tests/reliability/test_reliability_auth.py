@@ -141,6 +141,7 @@ CREDENTIALS = {
 
 async def _code(channel: grpc.aio.Channel, method: str, header: str | None, kit) -> grpc.StatusCode:
     metadata = (("authorization", header),) if header else None
+    call = None
     try:
         if method in UNARY:
             request, response = UNARY[method]
@@ -175,6 +176,10 @@ async def _code(channel: grpc.aio.Channel, method: str, header: str | None, kit)
         return grpc.StatusCode.OK
     except grpc.aio.AioRpcError as exc:
         assert all(secret not in (exc.details() or "") for secret in SECRETS)
+        if isinstance(call, grpc.aio.StreamStreamCall) and exc.code() == grpc.StatusCode.INTERNAL:
+            # A write racing the server's refusal fails locally ("Failed execute_batch") with INTERNAL; the
+            # status the server sent is the call's own.
+            return await call.code()
         return exc.code()
 
 
