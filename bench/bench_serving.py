@@ -44,7 +44,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from client.errors import PredictorError  # noqa: E402
-from client.predictor import AsyncPredictorClient, FrameResponse, PredictorClient  # noqa: E402
+from client.predictor import (  # noqa: E402
+    AsyncPredictorClient,
+    FrameResponse,
+    PredictorClient,
+    frame_request,
+)
 from models import contract  # noqa: E402
 from models.benchmark import FPS, FRAME_HEIGHT, FRAME_WIDTH  # noqa: E402
 from models.contract import ModelMetadata  # noqa: E402
@@ -149,7 +154,13 @@ def batch_cost(
 
 @contextlib.contextmanager
 def serve(
-    repo: Path, batching: bool, threads: int, providers: str, log: Path, workers: int = 0
+    repo: Path,
+    batching: bool,
+    threads: int,
+    providers: str,
+    log: Path,
+    workers: int = 0,
+    extra: tuple[str, ...] = (),
 ) -> Iterator[str]:
     port = free_port()
     cmd = [
@@ -171,6 +182,7 @@ def serve(
         providers,
         "--batching" if batching else "--no-batching",
         *(["--step-workers", str(workers)] if workers > 0 else []),
+        *extra,
     ]
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
@@ -198,6 +210,34 @@ def serve(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def bench_server(script: str, args: list[str], log: Path) -> Iterator[str]:
+    """A bench/ server script in a subprocess on a free port (it takes --port); yields its target when it
+    accepts connections."""
+    import grpc
+
+    port = free_port()
+    cmd = [sys.executable, str(Path(__file__).with_name(script)), *args, "--port", str(port)]
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    target = f"127.0.0.1:{port}"
+    try:
+        with grpc.insecure_channel(target) as channel:
+            grpc.channel_ready_future(channel).result(timeout=60)
+        yield target
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def grpc_floor(target: str, request_bytes: int, frames: int, fps: float, hold_ms: float) -> dict:
+    from grpc_echo import round_trips
+
+    times = asyncio.run(round_trips(target, request_bytes, frames, fps))
+    floor = [t - hold_ms / 1e3 for t in times]
+    return {"p50_ms": pct(floor, 50), "p99_ms": pct(floor, 99)}
 
 
 # ------------------------------------------------------------------------------------------------ clients
@@ -342,27 +382,63 @@ def measure_latency(
     ort_providers: list[str],
     log: Path,
 ) -> dict:
-    """Steps 1 + 2: in-process and served latency, paced and back to back, repeated; medians."""
-    # 1 + 2: latency, in-process and served, paced at --fps (idle between frames, as a rig runs) and back to
-    # back; each repeat measures all four so drift hits them alike.
-    modes = ("in_process", "in_process_back_to_back", "served", "served_back_to_back")
+    """Steps 1 + 2: in-process and served latency, paced and back to back, repeated; medians.
+
+    Served by four servers running side by side, the same client for the first three:
+    - `served`: `sensorium-serve serve` (default: the only stream runs on the event loop);
+    - `served_workers`: the same with `--no-inline-lone-stream` (every frame through the step workers);
+    - `minimal`: bench/minimal_server.py, the least a grpc.aio server can do with this graph (decode, run
+      inline, answer; no validation, metrics, registry);
+    - `grpc_floor`: bench/grpc_echo.py, raw bytes of the same sizes, each reply held for the in-process step
+      time of busy CPU (reported: round trip - hold)."""
+    # Paced at --fps (idle between frames, as a rig runs) and back to back; each repeat measures every mode so
+    # drift hits them alike.
+    modes = (
+        "in_process",
+        "in_process_back_to_back",
+        "served",
+        "served_back_to_back",
+        "served_workers",
+        "served_workers_back_to_back",
+        "minimal",
+        "minimal_back_to_back",
+        "grpc_floor",
+        "grpc_floor_back_to_back",
+    )
     reps: dict[str, list[dict]] = {m: [] for m in modes}
-    with serve(
-        repo,
-        batching=True,
-        threads=args.threads,
-        providers=args.providers,
-        log=log,
-        workers=args.step_workers,
-    ) as target:
-        run_streams(target, mouse, 1, 30, 1000.0)  # warm-up
+    video, behavior, pupil = make_frames(1)
+    request_bytes = frame_request(0, video[0], behavior[0], pupil[0]).ByteSize()
+    reply_bytes = metadata.n_neurons * 4 + 64  # raw float32 responses + the FrameResult fields
+    hold = statistics.median(in_process_latency(model_file, metadata, 60, args.threads, ort_providers, 0.0))
+    hold_ms = hold * 1e3
+    print(f"  gRPC floor: {request_bytes} B in, {reply_bytes} B out, {hold_ms:.2f} ms hold", flush=True)
+    common = dict(threads=args.threads, providers=args.providers, log=log, workers=args.step_workers)
+    with (
+        serve(repo, batching=True, **common) as target,
+        serve(repo, batching=True, extra=("--no-inline-lone-stream",), **common) as workers_target,
+        bench_server(
+            "minimal_server.py", ["--model-dir", str(model_file.parent), "--threads", str(args.threads)], log
+        ) as minimal_target,
+        bench_server(
+            "grpc_echo.py", ["serve", "--reply-bytes", str(reply_bytes), "--hold-ms", f"{hold_ms:.3f}"], log
+        ) as echo_target,
+    ):
+        servers = (("served", target), ("served_workers", workers_target), ("minimal", minimal_target))
+        for _, t in servers:
+            run_streams(t, mouse, 1, 30, 1000.0)  # warm-up
+        grpc_floor(echo_target, request_bytes, 30, 1000.0, hold_ms)
         for rep in range(args.repeats):
             for name, fps in (("in_process", args.fps), ("in_process_back_to_back", 0.0)):
                 base = in_process_latency(model_file, metadata, args.frames, args.threads, ort_providers, fps)
                 reps[name].append({"p50_ms": pct(base, 50), "p99_ms": pct(base, 99)})
-            reps["served"].append(run_streams(target, mouse, 1, args.frames, args.fps, seed=100 + rep))
-            reps["served_back_to_back"].append(
-                run_streams(target, mouse, 1, args.frames, 1e6, seed=200 + rep)
+            for prefix, t in servers:
+                reps[prefix].append(run_streams(t, mouse, 1, args.frames, args.fps, seed=100 + rep))
+                reps[f"{prefix}_back_to_back"].append(
+                    run_streams(t, mouse, 1, args.frames, 1e6, seed=200 + rep)
+                )
+            reps["grpc_floor"].append(grpc_floor(echo_target, request_bytes, args.frames, args.fps, hold_ms))
+            reps["grpc_floor_back_to_back"].append(
+                grpc_floor(echo_target, request_bytes, args.frames, 0.0, hold_ms)
             )
             parts = ", ".join(f"{k} {v:.2f}" for k, v in reps["served"][-1]["breakdown_p50_ms"].items())
             parts_b2b = ", ".join(
@@ -377,28 +453,32 @@ def measure_latency(
     med: dict = {
         m: {q: statistics.median(x[q] for x in reps[m]) for q in ("p50_ms", "p99_ms")} for m in modes
     }
-    for mode in ("served", "served_back_to_back"):
-        key = "served_breakdown_p50_ms" if mode == "served" else "served_back_to_back_breakdown_p50_ms"
-        med[key] = {
+    for mode in modes[2:-2]:
+        med[f"{mode}_breakdown_p50_ms"] = {
             k: statistics.median(x["breakdown_p50_ms"][k] for x in reps[mode])
             for k in reps[mode][0]["breakdown_p50_ms"]
         }
-    overhead = med["served"]["p50_ms"] - med["in_process"]["p50_ms"]
-    overhead_b2b = med["served_back_to_back"]["p50_ms"] - med["in_process_back_to_back"]["p50_ms"]
+    out: dict = {"latency": med, "latency_repeats": reps, "grpc_floor_hold_ms": hold_ms}
     print(
         f"latency (median of {args.repeats}), p50/p99 ms: "
-        + ", ".join(f"{m} {med[m]['p50_ms']:.2f}/{med[m]['p99_ms']:.2f}" for m in modes)
-        + f"; served - in-process p50: {overhead:+.2f} ms at {args.fps:g} Hz, {overhead_b2b:+.2f} ms back to back"
-        " (target <= +1 ms)",
+        + ", ".join(f"{m} {med[m]['p50_ms']:.2f}/{med[m]['p99_ms']:.2f}" for m in modes),
         flush=True,
     )
-
-    return {
-        "latency": med,
-        "latency_repeats": reps,
-        "served_overhead_p50_ms": overhead,
-        "served_overhead_back_to_back_p50_ms": overhead_b2b,
-    }
+    for served in ("served", "served_workers", "minimal"):
+        for pacing, suffix in ((f"at {args.fps:g} Hz", ""), ("back to back", "_back_to_back")):
+            over = med[served + suffix]["p50_ms"] - med["in_process" + suffix]["p50_ms"]
+            above_floor = over - med["grpc_floor" + suffix]["p50_ms"]
+            out[f"{served}_overhead{suffix}_p50_ms"] = over
+            out[f"{served}_above_grpc_floor{suffix}_p50_ms"] = above_floor
+            vs_minimal = med[served + suffix]["p50_ms"] - med["minimal" + suffix]["p50_ms"]
+            out[f"{served}_above_minimal{suffix}_p50_ms"] = vs_minimal
+            print(
+                f"  {served} - in-process p50 {pacing}: {over:+.2f} ms (target <= +1 ms); above the gRPC floor "
+                f"({med['grpc_floor' + suffix]['p50_ms']:.2f} ms) {above_floor:+.2f} ms, above the minimal server "
+                f"{vs_minimal:+.2f} ms",
+                flush=True,
+            )
+    return out
 
 
 def main() -> int:
