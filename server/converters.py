@@ -84,13 +84,21 @@ def _le_bytes(array: np.ndarray) -> bytes:
 
 
 def array_to_tensor(array: np.ndarray) -> tensor_pb2.Tensor:
+    return fill_tensor(tensor_pb2.Tensor(), array)
+
+
+def fill_tensor(tensor: tensor_pb2.Tensor, array: np.ndarray) -> tensor_pb2.Tensor:
+    """Write `array` into `tensor` in place (a sub-message of a reply: no copy of the bytes into a parent)."""
     array = np.ascontiguousarray(array)
     enum = _DTYPE_BY_DTYPE.get(array.dtype)  # per frame: dtype.name costs ~10 us, a dict lookup ~0.1 us
     if enum is None:
         enum = _DTYPE_ENUMS.get(array.dtype.name)
     if enum is None:
         raise TypeError(f"cannot send dtype {array.dtype}")
-    return tensor_pb2.Tensor(dtype=enum, shape=array.shape, data=_le_bytes(array))
+    tensor.dtype = enum
+    tensor.shape[:] = array.shape
+    tensor.data = _le_bytes(array)
+    return tensor
 
 
 # ---- KServe v2 --------------------------------------------------------------------------------------------

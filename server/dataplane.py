@@ -182,6 +182,9 @@ class DataPlane:
         self.streams.close(session)
 
     def _batcher(self, graph: Graph) -> GraphBatcher:
+        batcher = self._batchers.get(id(graph))  # per frame: no lock once it exists (dict reads are atomic)
+        if batcher is not None:
+            return batcher
         with self._batchers_lock:
             batcher = self._batchers.get(id(graph))
             if batcher is None:

@@ -9,7 +9,7 @@ import grpc.aio
 
 from models import contract
 from protos.sensorium.v1 import predictor_pb2, predictor_pb2_grpc
-from server.converters import array_to_tensor, tensor_to_array, version_to_proto
+from server.converters import array_to_tensor, fill_tensor, tensor_to_array, version_to_proto
 from server.dataplane import DataPlane
 from server.errors import FailedPrecondition, InvalidArgument, NotFound
 from server.registry import Change, Entry
@@ -130,17 +130,18 @@ class PredictorServicer(predictor_pb2_grpc.PredictorServicer):
                     tensor_to_array(frame.behavior, "frame.behavior"),
                     tensor_to_array(frame.pupil_center, "frame.pupil_center"),
                 )
-                result = predictor_pb2.FrameResult(
-                    sequence=frame.sequence,
-                    responses=array_to_tensor(out.responses),
-                    warm=out.warm,
-                    queue_seconds=out.queue_s,
-                    compute_seconds=out.compute_s,
-                    batch_size=out.batch_size,
-                )
+                reply = predictor_pb2.StreamPredictResponse()  # filled in place: the 32 KB are copied once
+                result = reply.result
+                result.sequence = frame.sequence
+                fill_tensor(result.responses, out.responses)
+                result.warm = out.warm
+                result.queue_seconds = out.queue_s
+                result.compute_seconds = out.compute_s
+                result.batch_size = out.batch_size
                 result.server_seconds = time.perf_counter() - start
+                # Counted before the reply: whoever holds the reply can rely on the metrics including it.
                 observe_frame(result.server_seconds, out.queue_s, out.compute_s)
-                await context.write(predictor_pb2.StreamPredictResponse(result=result))
+                await context.write(reply)
             raise session.end_error
         except asyncio.CancelledError:
             if session.end_error is None:  # the client went away or the server stops: just free the session

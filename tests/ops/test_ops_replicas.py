@@ -25,8 +25,13 @@ def replica_of(stream: FrameStream, replicas: list[ServerProcess]) -> int:
     """Send one frame and see whose frame counter moved."""
     before = frames_by_replica(replicas)
     stream.send(*frame_inputs(1))
-    after = frames_by_replica(replicas)
-    moved = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if b == a + 1]
+    deadline = time.monotonic() + 2  # a scrape is a separate HTTP request: give the counter a moment
+    while True:
+        after = frames_by_replica(replicas)
+        moved = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if b == a + 1]
+        if moved or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert len(moved) == 1, (before, after)
     return moved[0]
 
