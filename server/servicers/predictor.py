@@ -9,7 +9,7 @@ import grpc.aio
 
 from models import contract
 from protos.sensorium.v1 import predictor_pb2, predictor_pb2_grpc
-from server.converters import array_to_tensor, fill_tensor, tensor_to_array, version_to_proto
+from server.converters import fill_tensor, tensor_to_array, version_to_proto
 from server.dataplane import DataPlane
 from server.errors import FailedPrecondition, InvalidArgument, NotFound
 from server.registry import Change, Entry
@@ -82,10 +82,10 @@ class PredictorServicer(predictor_pb2_grpc.PredictorServicer):
         response = predictor_pb2.PredictClipResponse(
             model=out.graph.mouse,
             version=out.graph.version,
-            responses=array_to_tensor(out.responses),
             first_frame=out.graph.metadata.warmup_frames,
             compute_seconds=out.compute_s,
         )
+        fill_tensor(response.responses, out.responses)  # in place: megabytes, not copied into the parent
         self.metrics.clip_seconds.labels(out.graph.mouse).observe(time.perf_counter() - start)
         return response
 
