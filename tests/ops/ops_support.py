@@ -5,7 +5,6 @@ scripts/ensure_chromium.sh, which `make test` runs first."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import signal
 import socket
@@ -15,25 +14,15 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.append(str(ROOT / "tests"))  # area_modules; appended: tests/<area> folders must not shadow packages
+from area_modules import load_module  # noqa: E402
+
 SENSORIUM_SERVE = str(Path(sys.executable).with_name("sensorium-serve"))
-
-
-def load_module(name: str, path: Path) -> ModuleType:
-    """Import another test area's helper module by path (pytest runs with --import-mode=importlib)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 server_models = load_module("ops_server_models", ROOT / "tests" / "server" / "conftest.py")

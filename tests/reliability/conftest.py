@@ -9,13 +9,12 @@ the openssl CLI.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 
 import pytest
 
@@ -23,20 +22,10 @@ HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(TESTS / "scoring"))  # scoring_support (dataset writer)
+sys.path.append(str(TESTS))  # area_modules; appended: tests/<area> folders must not shadow packages
+from area_modules import load_module  # noqa: E402
 
-
-def _load(name: str, path: Path) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_server_kit = _load("reliability_server_kit", TESTS / "server" / "conftest.py")
+_server_kit = load_module("reliability_server_kit", TESTS / "server" / "conftest.py")
 
 # The server tests' fixtures, re-exported (same names, same behaviour).
 model_repo = _server_kit.model_repo
