@@ -101,7 +101,7 @@ def _oracle_table(data_dir: Path) -> dict[str, dict[str, float]]:
     from models.data.oracle import oracle_single_trial_correlation
 
     per_tier = oracle_single_trial_correlation(data_dir)
-    print("   oracle single-trial correlation (noise-free rate vs noisy response, standardised units)")
+    print("   oracle single-trial correlation (noise-free rate vs noisy response, official scored units)")
     sessions = sorted({s for row in per_tier.values() for s in row})
     print("   " + f"{'tier':<18}" + "".join(f"{s[:22]:>24}" for s in sessions))
     for tier, row in per_tier.items():
@@ -115,7 +115,7 @@ def _write_reference_submissions(data_dir: Path, out: Path) -> dict[str, dict[st
 
     from client.submission import SubmissionWriter, TrialPrediction, submission_file_name
     from models.benchmark import test_tier
-    from models.data.normalisation import NormalisationStats, standardise_responses
+    from models.data.normalisation import ScoredUnits
     from models.data.reader import open_dataset
     from models.data.truth import open_truth
 
@@ -124,10 +124,10 @@ def _write_reference_submissions(data_dir: Path, out: Path) -> dict[str, dict[st
     files: dict[str, dict[str, Path]] = {"oracle": {}, "mean response": {}}
     mean_train: dict[str, np.ndarray] = {}
     for session, mouse in public.items():
-        stats = NormalisationStats.from_mouse(mouse)
+        units = ScoredUnits.from_mouse(mouse)
         sums, counts = None, None
         for i in mouse.trials("train"):
-            r = standardise_responses(np.asarray(mouse.responses(int(i))), stats)
+            r = units.standardise(mouse.responses(int(i)))
             if sums is None:
                 sums, counts = np.zeros((r.shape[0], 400)), np.zeros(400)
             sums[:, : r.shape[1]] += r
@@ -141,9 +141,9 @@ def _write_reference_submissions(data_dir: Path, out: Path) -> dict[str, dict[st
             p.parent.mkdir(parents=True, exist_ok=True)
         with SubmissionWriter(paths["oracle"]) as oracle, SubmissionWriter(paths["mean response"]) as base:
             for session, folder in truth.items():
-                stats = NormalisationStats.from_mouse(public[session])
+                units = ScoredUnits.from_mouse(public[session])
                 for i in folder.trials(tier):
-                    rates = standardise_responses(folder.rates(int(i)), stats)
+                    rates = units.standardise(folder.rates(int(i)))
                     n_frames = rates.shape[1]
                     oracle.write_trial(
                         TrialPrediction(session, int(i), rates[:, SKIP_FRAMES:], folder.unit_ids)

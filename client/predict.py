@@ -6,6 +6,12 @@ the official format (SENSORIUM.md), which the scorer aligns to the trial's last 
 is longer than the skip (R - 1 > SKIP_FRAMES) the first frames after the skip have no clip output; they are
 filled with the first available output (edge padding) and a warning says so. For every model of this project
 R - 1 = 18 < 50, so this never happens in practice.
+
+Units: the graph answers in model units (response / the model's per-neuron `response_std`); the file holds the
+official scored units, like the truth it is scored against: raw = output x `response_std` (GetModel), then x the
+released response precision of each neuron and frame of the trial (`ScoredUnits` from the session's public
+statistics, frame index = the trial file's). Only this offline path converts: streaming graphs stay free of any
+trial clock.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from client.submission import SubmissionWriter, submission_file_name
 from client.tensors import pixels_to_uint8
 from client.trials import list_sessions, open_session, trial_inputs
 from models.benchmark import SKIP_FRAMES, TEST_ROUNDS, TRACKS
+from models.data.normalisation import ScoredUnits
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +106,16 @@ def predict_tier(
                 continue
             info = client.get_model(mouse).version(version)
             ids = folders[mouse].unit_ids
+            units = ScoredUnits.from_mouse(folders[mouse])
             if info.unit_ids.size and not np.array_equal(info.unit_ids, ids):
                 raise ValueError(
                     f"model {mouse} v{info.version} has {info.unit_ids.size} unit ids that differ from "
                     f"{data / mouse}/meta/neurons/unit_ids.npy ({ids.size} ids): wrong model for this data"
+                )
+            if info.response_std.size != ids.size:
+                raise ValueError(
+                    f"model {mouse} v{info.version} reports {info.response_std.size} response_std values for "
+                    f"{ids.size} neurons: its outputs cannot be turned into the scored units"
                 )
             if info.receptive_field - 1 > SKIP_FRAMES:
                 msg = (
@@ -118,6 +131,7 @@ def predict_tier(
                     mouse, video, trial.behavior, trial.pupil_center, version=info.version
                 )
                 prediction = submission_frames(clip.responses, clip.first_frame, trial.n_frames)
+                prediction = units.from_model_units(prediction, info.response_std, trial.n_frames)
                 writer.write(mouse, index, prediction, ids)
                 bar.update()
         bar.close()

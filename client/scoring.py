@@ -30,7 +30,7 @@ from client.predictor import (
     security_from_args,
 )
 from client.submission import TrialPrediction
-from models.benchmark import TEST_ROUNDS, TRACKS
+from models.benchmark import SCORED_ROUNDS, TEST_ROUNDS, TRACKS, VALIDATION_ROUND
 from protos.sensorium.v1 import scoring_pb2, scoring_pb2_grpc, tensor_pb2
 from server.scoring.convert import leaderboard_from_proto, submission_from_proto
 from server.scoring.results import METRICS, LeaderboardRow, SubmissionRecord
@@ -218,8 +218,11 @@ def _score(args: argparse.Namespace) -> int:
 
     from client.errors import PredictorError
     from client.submission import SubmissionFormatError, SubmissionReader, parse_submission_file_name
+    from server.scoring.validation import SubmissionInvalid
 
     track, tier = args.track, args.tier
+    if tier == VALIDATION_ROUND:
+        track = track or "main"
     official = parse_submission_file_name(args.path)
     if track is None or tier is None:
         if official is None:
@@ -229,13 +232,20 @@ def _score(args: argparse.Namespace) -> int:
             )
             return 2
         track, tier = track or official[0], tier or official[1]
+    if args.data is not None and tier != VALIDATION_ROUND:
+        print(
+            f"error: --data scores the public {VALIDATION_ROUND!r} tier only (test-tier responses are hidden); "
+            f"score tier {tier!r} with --target",
+            file=sys.stderr,
+        )
+        return 2
     try:
         reader = SubmissionReader(args.path)
     except (FileNotFoundError, SubmissionFormatError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     label = args.label if args.label is not None else Path(args.path).name
-    with reader, ScoringClient(args.target, timeout_s=args.timeout, **security_from_args(args)) as client:
+    with reader:
         progress = tqdm(
             reader,
             total=len(reader),
@@ -244,12 +254,16 @@ def _score(args: argparse.Namespace) -> int:
             disable=None,  # a bar on a terminal, none in logs
         )
         try:
-            record = client.submit(progress, track, tier, args.submitter, label)
-        except PredictorError as exc:
+            if args.data is not None:
+                record = _score_locally(args.data, progress, track, tier, args.submitter, label)
+            else:
+                with ScoringClient(args.target, timeout_s=args.timeout, **security_from_args(args)) as client:
+                    record = client.submit(progress, track, tier, args.submitter, label)
+        except (PredictorError, SubmissionInvalid) as exc:
             progress.close()
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        except SubmissionFormatError as exc:
+        except (SubmissionFormatError, FileNotFoundError) as exc:
             progress.close()
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -259,6 +273,21 @@ def _score(args: argparse.Namespace) -> int:
     else:
         print(score_table(record))
     return 0
+
+
+def _score_locally(
+    public_dir: Path, trials: Iterable[TrialPrediction], track: str, tier: str, submitter: str, label: str
+) -> SubmissionRecord:
+    """Score against the released oracle-tier responses of `public_dir`, in process (no server, nothing
+    recorded): the service's own validation and metrics on the same units."""
+    from datetime import UTC, datetime
+
+    from server.scoring.offline import score_public
+    from server.scoring.validation import validate_header
+
+    header = validate_header(track, tier, submitter, label)
+    scores = score_public(public_dir, header, trials)
+    return SubmissionRecord(submission_id="local", created_at=datetime.now(UTC), scores=scores)
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
@@ -290,18 +319,30 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register `score` and `leaderboard` (called by client.cli)."""
     score = subparsers.add_parser(
         "score",
-        help="score a submission file against the hidden truth",
+        help="score a submission file against the hidden truth (or, offline, the public oracle tier)",
         description="Stream a submission (the official parquet format, e.g. predictions_final_main.parquet.brotli "
-        "or the output of `sensorium-serve predict`) to the scoring service, one trial at a time with a "
-        "progress bar, and print its scores: single-trial correlation (the ranking metric), correlation to "
-        "average and FEVE, overall, per mouse and per OOD family (bonus track). Exit 1 when the server "
-        "refuses it (the message names the trial and the problem), 2 for an unreadable file.",
+        "or the output of `sensorium-serve predict`) to the scoring service (--target), one trial at a time with "
+        "a progress bar, and print its scores: single-trial correlation (the ranking metric), correlation to "
+        "average and FEVE, overall, per mouse and per OOD family (bonus track). With --data DIR/public and "
+        "--tier oracle it scores in process against the released oracle-tier responses instead (no server, "
+        "nothing recorded; the service's numbers for that tier). Scores use the official units: responses "
+        "divided by the released std of each neuron and frame. Exit 1 when the submission is refused (the "
+        "message names the trial and the problem), 2 for an unreadable file or bad arguments.",
     )
     score.add_argument("path", type=Path, help="submission parquet file")
-    score.add_argument("--target", required=True, help="scoring server HOST:PORT")
+    where = score.add_mutually_exclusive_group(required=True)
+    where.add_argument("--target", help="scoring server HOST:PORT")
+    where.add_argument(
+        "--data",
+        type=Path,
+        metavar="DIR/public",
+        help="score offline against this released dataset's oracle-tier responses (with --tier oracle)",
+    )
     score.add_argument("--track", choices=TRACKS, help="main | bonus (default: from an official file name)")
     score.add_argument(
-        "--tier", choices=TEST_ROUNDS, help="live | final (default: from an official file name)"
+        "--tier",
+        choices=SCORED_ROUNDS,
+        help="live | final (default: from an official file name) | oracle (the validation tier, main track)",
     )
     score.add_argument(
         "--submitter", default=getpass.getuser(), help="team or person (default: your user name)"
@@ -320,7 +361,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     board.add_argument("--target", required=True, help="scoring server HOST:PORT")
     board.add_argument("--track", choices=TRACKS, help="main | bonus (default: both)")
-    board.add_argument("--tier", choices=TEST_ROUNDS, help="live | final (default: both)")
+    board.add_argument(
+        "--tier", choices=SCORED_ROUNDS, help="live | final (default: both) | oracle (validation submissions)"
+    )
     board.add_argument("--limit", type=int, default=0, help="show the top LIMIT rows (0: all)")
     board.add_argument("--timeout", type=float, default=30.0, help="give up after this many seconds")
     board.add_argument("--json", action="store_true", help='print one JSON object {"boards": [...]}')

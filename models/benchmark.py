@@ -32,6 +32,10 @@ TIERS: Final = (
 TEST_TIERS: Final = ("live_test_main", "live_test_bonus", "final_test_main", "final_test_bonus")
 TRACKS: Final = ("main", "bonus")
 TEST_ROUNDS: Final = ("live", "final")
+# The validation round: the oracle tier (main track, natural movies), whose responses are public, so participants
+# check a submission locally before spending a test submission. Scored like the test rounds.
+VALIDATION_ROUND: Final = TIER_ORACLE
+SCORED_ROUNDS: Final = (*TEST_ROUNDS, VALIDATION_ROUND)
 
 
 def test_tier(track: str, round_: str) -> str:
@@ -41,6 +45,15 @@ def test_tier(track: str, round_: str) -> str:
     if round_ not in TEST_ROUNDS:
         raise ValueError(f"tier must be one of {TEST_ROUNDS}, got {round_!r}")
     return f"{round_}_test_{track}"
+
+
+def scored_tier(track: str, round_: str) -> str:
+    """The tier a submission for (track, round) is scored on: a test tier, or the oracle tier (main track)."""
+    if round_ == VALIDATION_ROUND:
+        if track != "main":
+            raise ValueError(f"the {VALIDATION_ROUND} tier belongs to the main track, not {track!r}")
+        return TIER_ORACLE
+    return test_tier(track, round_)
 
 
 # Stimulus families, by the ids the real metadata uses (shared/data/sensorium2023-meta/*/stimulus_ids.npy).

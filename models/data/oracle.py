@@ -1,6 +1,7 @@
 """Oracle ceilings: how well the noise-free rate predicts the noisy responses (numpy only).
 
-Both are standardised with the public folder's `NormalisationStats` (scored units) and scored with
+Both are put in the official scored units with the public folder's response statistics (`ScoredUnits`: per
+neuron and frame) and scored with
 `models.metrics.single_trial_correlation` (frames [SKIP_FRAMES, min(T, SCORED_FRAMES)), per neuron).
 """
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.data.normalisation import NormalisationStats, standardise_responses
+from models.data.normalisation import ScoredUnits
 from models.data.reader import open_dataset
 from models.data.truth import TRUTH_TIERS, open_truth
 
@@ -30,8 +31,8 @@ def oracle_single_trial_correlation(
             trials = folder.trials(tier)
             if not trials.size:
                 continue
-            stats = NormalisationStats.from_mouse(public[session])
-            rates = [standardise_responses(folder.rates(int(i)), stats) for i in trials]
-            responses = [standardise_responses(folder.responses(int(i)), stats) for i in trials]
+            units = ScoredUnits.from_mouse(public[session])
+            rates = [units.standardise(folder.rates(int(i))) for i in trials]
+            responses = [units.standardise(folder.responses(int(i))) for i in trials]
             out.setdefault(tier, {})[session] = float(np.mean(single_trial_correlation(rates, responses)))
     return out

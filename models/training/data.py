@@ -19,6 +19,7 @@ import torch
 from models.benchmark import TIER_ORACLE, TIER_TRAIN
 from models.data.normalisation import (
     NormalisationStats,
+    ScoredUnits,
     normalise_behavior,
     normalise_pupil_center,
     normalise_responses,
@@ -51,6 +52,7 @@ class MouseData:
         self.unit_ids = folder.unit_ids
         self.coordinates = folder.coordinates
         self.stats = NormalisationStats.from_mouse(folder)
+        self.scored_units = ScoredUnits.from_mouse(folder)  # the official units validation scores in
         self.lengths = folder.lengths
         self.train_trials = folder.trials(TIER_TRAIN)
         self.oracle_trials = folder.trials(TIER_ORACLE)
@@ -68,6 +70,14 @@ class MouseData:
     def trial(self, index: int) -> TrialInputs:
         """A whole trial (true length), normalised."""
         return self._window(index, 0, None)
+
+    def scored_responses(self, index: int) -> np.ndarray:
+        """(N, T) responses of a whole trial in the official scored units (per neuron and frame)."""
+        return self.scored_units.standardise(self.folder.responses(index))
+
+    def scored_predictions(self, predictions: np.ndarray, n_frames: int) -> np.ndarray:
+        """(N, P) model output for the last P frames of an `n_frames` trial -> official scored units."""
+        return self.scored_units.from_model_units(predictions, self.stats.response_std, n_frames)
 
     def clips(self, batch: ClipBatch) -> TrialInputs:
         """The clips of a batch stacked: video [B, F, H, W], behaviour [B, F, 2], ..., responses [B, F, N]."""

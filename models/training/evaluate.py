@@ -1,7 +1,8 @@
 """Score a checkpoint (torch) on test tiers against the hidden truth, next to the oracle ceiling.
 
 Model: predictions from the public inputs of each trial (whole trials), normalised with the checkpoint's own
-statistics, vs the true responses standardised with the same statistics. Oracle: the noise-free rates the
+statistics, turned into the official scored units (raw x the released precision of each neuron and frame), vs
+the true responses in the same units. Oracle: the noise-free rates the
 synthetic generator stored (DIR/truth/<session>/rates) vs the same responses, i.e. the best single-trial
 correlation any model could reach. Both through `models.metrics.single_trial_correlation`, pooled over the
 neurons of all mice. `make demo` prints this table; `python -m models.training.evaluate RUN DIR` too.
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from models.benchmark import TEST_TIERS
-from models.data.normalisation import NormalisationStats, standardise_responses
+from models.data.normalisation import NormalisationStats
 from models.data.reader import open_dataset
 from models.data.truth import open_truth
 from models.metrics import single_trial_correlation
@@ -100,8 +101,12 @@ def evaluate_against_truth(
             n_trials += len(trials)
             inputs = [mouse.trial(int(i)) for i in trials]
             predictions = predict_trials(model, session, inputs, device, chunk)
-            targets = [standardise_responses(truth.responses(int(i)), stats) for i in trials]
-            oracle = [standardise_responses(truth.rates(int(i)), stats) for i in trials]
+            predictions = [
+                mouse.scored_predictions(p, t.video.shape[0])
+                for p, t in zip(predictions, inputs, strict=True)
+            ]
+            targets = [mouse.scored_units.standardise(truth.responses(int(i))) for i in trials]
+            oracle = [mouse.scored_units.standardise(truth.rates(int(i))) for i in trials]
             model_scores[session] = single_trial_correlation(predictions, targets)
             oracle_scores[session] = single_trial_correlation(oracle, targets)
             by_family: dict[str, list[int]] = {}

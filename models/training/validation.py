@@ -2,7 +2,9 @@
 
 Scoring goes through `models.metrics` (the one copy shared with the demo and the scoring service). The model
 returns T-R+1 frames per T-frame trial, aligned to the last frame; we hand the metric code the last T-50
-frames (the official submission length), which needs R-1 <= SKIP_FRAMES.
+frames (the official submission length), which needs R-1 <= SKIP_FRAMES. Scores are taken in the official scored
+units (`models.data.normalisation.ScoredUnits`): the model's output is turned into raw units and multiplied by
+the released precision of each neuron and frame, like the targets.
 """
 
 from __future__ import annotations
@@ -58,10 +60,12 @@ def predict_trials(
 def per_neuron_correlation(
     model: torch.nn.Module, mouse: MouseData, trials: np.ndarray, device: torch.device, chunk: int
 ) -> np.ndarray:
-    """Single-trial correlation (N,) of `model` on the given trials of one mouse (targets from the folder)."""
+    """Single-trial correlation (N,) of `model` on the given trials of one mouse (targets from the folder),
+    in the official scored units."""
     inputs = [mouse.trial(int(i)) for i in trials]
     predictions = predict_trials(model, mouse.session, inputs, device, chunk)
-    return single_trial_correlation(predictions, [t.responses.T for t in inputs])
+    scored = [mouse.scored_predictions(p, t.video.shape[0]) for p, t in zip(predictions, inputs, strict=True)]
+    return single_trial_correlation(scored, [mouse.scored_responses(int(i)) for i in trials])
 
 
 def summarise(per_neuron: Mapping[str, np.ndarray]) -> dict[str, object]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.benchmark import TEST_ROUNDS, TRACKS, test_tier
+from models.benchmark import SCORED_ROUNDS, TRACKS, VALIDATION_ROUND, scored_tier
 from models.metrics.frames import accepted_prediction_frames, describe_accepted_frames
 from server.scoring.ground_truth import TrialInfo
 
@@ -29,22 +29,24 @@ class SubmissionInvalid(ValueError):
 @dataclass(frozen=True)
 class Header:
     track: str  # main | bonus
-    tier: str  # live | final
+    tier: str  # live | final | oracle (validation, main track)
     submitter: str
     label: str
 
     @property
     def tier_name(self) -> str:
-        """The dataset tier scored, e.g. final_test_main."""
-        return test_tier(self.track, self.tier)
+        """The dataset tier scored, e.g. final_test_main (or oracle)."""
+        return scored_tier(self.track, self.tier)
 
 
 def validate_board(track: str, tier: str, where: str = "") -> None:
-    """A known track (main|bonus) and tier (live|final)."""
+    """A known track (main|bonus) and tier (live|final, or oracle on the main track)."""
     if track not in TRACKS:
         raise SubmissionInvalid(f"{where}track must be one of {list(TRACKS)}, got {track!r}")
-    if tier not in TEST_ROUNDS:
-        raise SubmissionInvalid(f"{where}tier must be one of {list(TEST_ROUNDS)}, got {tier!r}")
+    if tier not in SCORED_ROUNDS:
+        raise SubmissionInvalid(f"{where}tier must be one of {list(SCORED_ROUNDS)}, got {tier!r}")
+    if tier == VALIDATION_ROUND and track != "main":
+        raise SubmissionInvalid(f"{where}tier {VALIDATION_ROUND!r} belongs to track 'main', not {track!r}")
 
 
 def validate_header(track: str, tier: str, submitter: str, label: str) -> Header:

@@ -2,7 +2,8 @@
 
 Recorded responses come from the released public folder only (``DIR/public/<mouse>``, where test-tier
 responses are zero anyway); a trial of any other tier is refused before anything is read. Predictions come from
-the server itself (PredictClip). Both are in standardised units (responses / per-neuron std, the scored units).
+the server itself (PredictClip). Both are in the graphs' model units (responses / one std per neuron), so the
+pictures compare like with like; the benchmark's scores use the official per-frame units instead (docs/METRICS.md).
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ class Trace:
     tier: str
     first_frame: int  # frame of the first predicted row (receptive field - 1)
     unit_ids: np.ndarray  # (k,) the plotted neurons
-    predicted: np.ndarray  # (k, T_out) standardised
-    recorded: np.ndarray  # (k, T_out) standardised
+    predicted: np.ndarray  # (k, T_out) model units
+    recorded: np.ndarray  # (k, T_out) model units
     correlation: np.ndarray  # (k,) Pearson over the predicted frames
 
 

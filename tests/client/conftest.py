@@ -212,8 +212,16 @@ def fake_server() -> Iterator[ThreadedServer]:
     server.stop()
 
 
-TRIAL_LENGTHS = {0: 65, 1: 60, 2: 62, 3: 65, 4: 58}  # trial index -> true length
-TRIAL_TIERS = {0: "train", 1: "final_test_main", 2: "final_test_main", 3: "oracle", 4: "final_test_main"}
+TRIAL_LENGTHS = {0: 65, 1: 60, 2: 62, 3: 65, 4: 58, 5: 65, 6: 61}  # trial index -> true length
+TRIAL_TIERS = {
+    0: "train",
+    1: "final_test_main",
+    2: "final_test_main",
+    3: "oracle",
+    4: "final_test_main",
+    5: "train",  # three train trials: the time-resolved response std is not zero
+    6: "train",
+}
 
 
 def write_public(
@@ -245,7 +253,7 @@ def write_public(
 
 @pytest.fixture(scope="session")
 def public_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """DIR/public with one small session named like the fake model (6 neurons, 5 trials of 58-65 frames)."""
+    """DIR/public with one small session named like the fake model (6 neurons, 7 trials of 58-65 frames)."""
     root = tmp_path_factory.mktemp("data") / "public"
     return write_public(root, FAKE_MODEL, FAKE_UNIT_IDS, TRIAL_LENGTHS, TRIAL_TIERS)
 
@@ -253,8 +261,15 @@ def public_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # ----------------------------------------------------------------------------------------- the real server
 
 
-LIVE_LENGTHS = {0: 64, 1: 60, 2: 57, 3: 64}
-LIVE_TIERS = {0: "train", 1: "final_test_main", 2: "final_test_main", 3: "live_test_main"}
+LIVE_LENGTHS = {0: 64, 1: 60, 2: 57, 3: 64, 4: 64, 5: 62}
+LIVE_TIERS = {
+    0: "train",
+    1: "final_test_main",
+    2: "final_test_main",
+    3: "live_test_main",
+    4: "train",
+    5: "train",
+}
 
 
 @dataclass

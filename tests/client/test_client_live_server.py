@@ -14,6 +14,7 @@ from client.rig import run_rig
 from client.submission import read_submission
 from client.trials import open_session, trial_inputs
 from models.benchmark import SKIP_FRAMES
+from models.data.normalisation import ScoredUnits
 from server.cli import main
 
 
@@ -95,12 +96,18 @@ def test_predict_cli_over_the_real_server(live, tmp_path, capsys: pytest.Capture
     folder = open_session(live.data, live.mouse)
     rows = read_submission(out)
     assert [(r.mouse, r.trial_index) for r in rows] == [(live.mouse, 1), (live.mouse, 2)]
+    # the file is in scored units: graph output x the model's response_std x the released precision per frame
+    with PredictorClient(live.target) as client:
+        response_std = client.get_model(live.mouse).version().response_std.astype(np.float64)
+    units = ScoredUnits.from_mouse(folder)
     for row in rows:
         trial = trial_inputs(folder, row.trial_index)
         np.testing.assert_array_equal(row.neuron_ids, live.unit_ids)
         assert row.prediction.shape == (live.n_neurons, trial.n_frames - SKIP_FRAMES)
         reference = live.clip_in_process(trial.video, trial.behavior, trial.pupil_center)
-        np.testing.assert_allclose(row.prediction, reference[-(trial.n_frames - SKIP_FRAMES) :].T, atol=1e-4)
+        raw = reference[-(trial.n_frames - SKIP_FRAMES) :].T * response_std[:, None]
+        expected = raw * units.precision[:, SKIP_FRAMES : trial.n_frames]
+        np.testing.assert_allclose(row.prediction, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_rig_cli_json_over_the_real_server(live, capsys: pytest.CaptureFixture[str]) -> None:

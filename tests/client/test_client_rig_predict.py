@@ -132,10 +132,18 @@ def test_predict_cli_writes_the_official_file(fake_server, fake, public_dir: Pat
     rows = read_submission(path)
     folder = open_session(public_dir, fake.MODEL)
     assert [(r.mouse, r.trial_index) for r in rows] == [(fake.MODEL, i) for i in (1, 2, 4)]
+    # Scored units by hand: graph output x response_std (1 in the fake's metadata) x 1 / std[n, t] of the
+    # released time-resolved statistics, floored at 1 % of their mean, frame t = the trial file's frame.
+    std = np.load(public_dir / fake.MODEL / "meta/statistics/responses/all/std.npy").astype(np.float64)
+    assert std.shape == (fake.NEURONS, 65)  # (N, T) over the mouse's padded length
+    floor = 0.01 * np.nanmean(std)
+    precision = np.where(std > floor, 1 / np.where(std > floor, std, 1), 1 / floor)
+    assert np.ptp(precision[:, SKIP_FRAMES:58]) > 0  # really time resolved: a collapsed std would fail below
     for row in rows:
         trial = trial_inputs(folder, row.trial_index)
         np.testing.assert_array_equal(row.neuron_ids, fake.UNIT_IDS)
         assert row.prediction.shape == (fake.NEURONS, trial.n_frames - SKIP_FRAMES)
-        expected = fake.responses(trial.video, trial.behavior)[-(trial.n_frames - SKIP_FRAMES) :].T
-        np.testing.assert_allclose(row.prediction, expected, rtol=1e-6)
+        output = fake.responses(trial.video, trial.behavior)[-(trial.n_frames - SKIP_FRAMES) :].T
+        expected = output * precision[:, SKIP_FRAMES : trial.n_frames]
+        np.testing.assert_allclose(row.prediction, expected, rtol=1e-5)
     assert not list(tmp_path.glob("*.partial"))

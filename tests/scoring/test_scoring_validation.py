@@ -201,7 +201,7 @@ def bad_track(r: Requests, truth: FolderGroundTruth) -> list[str]:
 
 def bad_tier(r: Requests, truth: FolderGroundTruth) -> list[str]:
     r[0].header.tier = "final_test_main"
-    return ["header: tier must be one of ['live', 'final'], got 'final_test_main'"]
+    return ["header: tier must be one of ['live', 'final', 'oracle'], got 'final_test_main'"]
 
 
 def empty_submitter(r: Requests, truth: FolderGroundTruth) -> list[str]:
