@@ -295,6 +295,20 @@ def run_demo(args: argparse.Namespace) -> int:
                     rows.append((label, track, score))
             _print_scores(rows, oracle)
 
+        with Step(
+            "validate on the public oracle tier offline (no server), as participants do, and on the server"
+        ):
+            out = work / "submissions" / "model" / "oracle.parquet.brotli"
+            public = data / "public"
+            _cli("predict", "--target", server.target, "--data", public, "--tier", "oracle", "--out", out)
+            offline = _cli_json("score", out, "--data", public, "--tier", "oracle")
+            served = _cli_json(
+                "score", out, "--target", server.target, "--tier", "oracle", "--submitter", "model"
+            )
+            for where, score in (("offline", offline), ("on the server", served)):
+                r = score["single_trial_correlation"]["overall"]
+                print(f"   model on the oracle tier, {where:<13}: single-trial r {_fmt(r)}")
+
         with Step("leaderboard"):
             for track in TRACKS:
                 print(

@@ -1,8 +1,9 @@
 """A `GroundTruth` generated on the fly (benchmarks, memory tests): full-size submissions without a full-size
 dataset on disk.
 
-Responses of trial i = signal[stimulus] + a window of a fixed noise bank (cheap: one add per trial, nothing
-stored per trial); `prediction` gives a matching model output (the signal plus another noise window, frames
+Responses of trial i = signal[stimulus] + a window of a fixed noise bank, put in scored units with a
+time-resolved (N, T) response precision like `FolderGroundTruth` does (one add and one multiply per trial,
+nothing stored per trial, so the benchmark pays the real per-frame standardisation); `prediction` gives a matching model output (the signal plus another noise window, frames
 after the skip), so a client can generate a whole submission from the same seed. Memory: the signals
 (stimuli x N x T float32) and the bank (N x (T + 1021) float32), shared by all mice.
 """
@@ -14,6 +15,7 @@ from typing import Final
 import numpy as np
 
 from models.benchmark import MOVIE_FRAMES, SKIP_FRAMES
+from models.data.normalisation import ScoredUnits
 from server.scoring.ground_truth import TrialInfo
 
 _BANK_EXTRA: Final = 1021  # noise bank columns beyond one trial; windows start at different offsets
@@ -45,6 +47,9 @@ class SyntheticGroundTruth:
             np.float32
         )
         self._bank = rng.standard_normal((neurons, frames + _BANK_EXTRA), dtype=np.float32)
+        self._units = ScoredUnits.from_std(
+            rng.uniform(0.5, 2.0, (neurons, frames)).astype(np.float32), neurons
+        )
 
     def _noise(self, mouse: str, trial: int, shift: int = 0) -> np.ndarray:
         offset = (trial * 37 + self._mice.index(mouse) * 101 + shift) % _BANK_EXTRA
@@ -60,7 +65,9 @@ class SyntheticGroundTruth:
         return self._trials
 
     def responses(self, mouse: str, trial: int) -> np.ndarray:
-        return np.add(self._signal[self._trials[trial].stimulus], self._noise(mouse, trial))
+        return self._units.standardise(
+            np.add(self._signal[self._trials[trial].stimulus], self._noise(mouse, trial))
+        )
 
     def prediction(self, mouse: str, trial: int, after_skip: bool = True) -> np.ndarray:
         """A model's output, float32: (N, T - skip) as the official submission format holds it (frames after

@@ -31,6 +31,10 @@ def test_demo_runs_every_step_and_prints_the_report(tmp_path: Path) -> None:
         for label in ("model", "oracle", "mean response"):
             assert re.search(rf"^\s+{label}\s+{track}\s+-?[\d.]+", out, flags=re.MULTILINE), (label, track)
         assert re.search(rf"^\s+{track}: model / oracle single-trial correlation = ", out, flags=re.MULTILINE)
+    # Offline validation on the public oracle tier gives the server's number.
+    offline = re.search(r"model on the oracle tier, offline\s*: single-trial r\s+(-?[\d.]+)", out)
+    served = re.search(r"model on the oracle tier, on the server\s*: single-trial r\s+(-?[\d.]+)", out)
+    assert offline and served and offline.group(1) == served.group(1), out[-3000:]
     boards = re.findall(r"^\s+1\s+(\S+)\s+[\d.]+", out, flags=re.MULTILINE)
     assert boards == ["oracle", "oracle"], boards
     # The server was stopped with SIGTERM and drained cleanly.
