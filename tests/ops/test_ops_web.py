@@ -125,7 +125,9 @@ def site(model_repo: Path, dataset: Path, tmp_path_factory: pytest.TempPathFacto
                 TrialPrediction(
                     t.mouse,
                     t.trial_index,
-                    (t.prediction + rng.normal(0, 3, t.prediction.shape)).astype(np.float32),
+                    (t.prediction + rng.normal(0, 3 * t.prediction.std(), t.prediction.shape)).astype(
+                        np.float32
+                    ),  # noise 3x the truth's spread, whatever the units
                     t.neuron_ids,
                 )
                 for t in main
