@@ -263,7 +263,7 @@ def _check_serving_install(root: ImageRoot, uid: int) -> None:
     done = subprocess.run(
         root.argv(["python3", "-c", IMPORTS_CHECK]), env=env, capture_output=True, text=True, timeout=120
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, f"the image's python3 fails as its user:\n{done.stderr[-3000:]}"
     report = json.loads(done.stdout)
     assert report["uid"] == uid and report["cwd"] == root.config["WorkingDir"]
     assert report["found"] == {
