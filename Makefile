@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-slow lint format venv protos clean system-deps
+.PHONY: demo test test-slow lint format venv protos clean system-deps container-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,11 +32,15 @@ system-deps:
 	scripts/ensure_prometheus.sh
 	scripts/ensure_chromium.sh
 
+# podman + debootstrap: the slow container test builds the Dockerfile for real (only `make test-slow` needs them).
+container-deps:
+	scripts/ensure_podman.sh
+
 test: lint system-deps
 	$(PY) -m pytest
 
-# Slow end-to-end tests (CI runs them after `make test`).
-test-slow: $(STAMP) system-deps
+# Slow end-to-end tests (CI runs them after `make test`), the container image build among them.
+test-slow: $(STAMP) system-deps container-deps
 	$(PY) -m pytest -m slow
 
 # Regenerate the gRPC stubs from protos/ (a test fails when they are stale).

@@ -1,21 +1,37 @@
-"""The container image, checked without a Docker engine: the Dockerfile's instructions are parsed and its exact
-ENTRYPOINT + CMD and HEALTHCHECK commands are run here, with the image's ENV, against a real server; the serving
-install imports no torch; the CUDA base matches the CUDA build of the installed onnxruntime-gpu."""
+"""The container image. Fast: the Dockerfile's instructions are parsed and its exact ENTRYPOINT + CMD and
+HEALTHCHECK commands are run here, with the image's ENV, against a real server; the serving install imports no
+torch; the CUDA base matches the CUDA build of the installed onnxruntime-gpu. Slow: the image is built for real
+with podman (CUDA base swapped for a local Debian one) and its own entrypoint serves from its own file system
+(container_support.py says how, without `podman run`)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
-from ops_support import ROOT, free_port, wait_serving
+from container_support import (
+    BASE_IMAGE,
+    INDEX_MOUNT,
+    CannotBuild,
+    ImageRoot,
+    Podman,
+    debian_base_tar,
+    proc_mounted,
+    write_index_config,
+)
+from ops_support import MOUSE, ROOT, ServerProcess, free_port, need, server_models, wait_serving
 
 DOCKERFILE = ROOT / "Dockerfile"
 
@@ -186,3 +202,158 @@ def test_entrypoint_and_healthcheck_commands_run_here(model_repo: Path, tmp_path
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+TRITON_CHECK = ROOT / "tests" / "server" / "triton_client_check.py"
+# Run with the image's own python: what the serving install can import (torch must not be there).
+IMPORTS_CHECK = """
+import importlib.util, json, os
+names = ("torch", "onnxruntime", "grpc", "server", "client")
+print(json.dumps({"uid": os.getuid(), "cwd": os.getcwd(),
+                  "found": {n: importlib.util.find_spec(n) is not None for n in names}}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_image_builds_and_its_entrypoint_serves_from_its_own_file_system(
+    model_repo: Path, tmp_path: Path
+) -> None:
+    """The Dockerfile builds with podman (CUDA base swapped for a local Debian one); the image has no torch and
+    a non-root user; its ENTRYPOINT + CMD and HEALTHCHECK, read from `podman inspect`, run in its own file
+    system as its user with its Env and WorkingDir (ports remapped: several suites share this machine) and serve
+    a small exported repository: gRPC health SERVING, a KServe ModelInfer that tritonclient accepts and that
+    matches onnxruntime here, /metrics, the leaderboard page from /data; the STOPSIGNAL drains and exits 0.
+    Skips only when podman cannot build here at all (the step that failed is in the reason)."""
+    need("podman", "ensure_podman.sh")
+    need("debootstrap", "ensure_podman.sh")
+    podman = Podman.temporary()
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(podman.remove)
+        index = write_index_config(tmp_path / "index")
+        try:
+            podman.check_usable()
+            base = podman.import_base(debian_base_tar())
+            cleanup.callback(podman.run, "rmi", base)
+            podman.probe_build(base, index)
+        except CannotBuild as exc:
+            pytest.skip(str(exc))
+        image = podman.build(ROOT, {"CUDA_IMAGE": BASE_IMAGE}, index, tmp_path / "build.log")
+        cleanup.callback(podman.run, "rmi", image)
+        inspected = podman.inspect(image)
+        with contextlib.ExitStack() as container:
+            root = ImageRoot.of(container.enter_context(podman.mounted_container(image)), inspected)
+            container.enter_context(proc_mounted(root.path))
+            uid, _ = root.user()
+            assert uid != 0, f"the image runs as root (USER {root.config.get('User')!r})"
+            _check_serving_install(root, uid)
+            server = _start_entrypoint(root, model_repo, tmp_path)
+            container.callback(server.stop, signal.SIGKILL, 10)
+            _check_serves(root, server, model_repo, tmp_path, uid)
+            stop = getattr(signal, root.config.get("StopSignal") or "SIGTERM")
+            assert server.stop(stop, timeout=30) == 0, server.log()[-3000:]
+            assert "signal received: shutting down" in server.log()
+        assert podman.containers() == [], "the build or the test left a container behind"
+
+
+def _check_serving_install(root: ImageRoot, uid: int) -> None:
+    """The image's python, as its user in its WorkingDir: serving packages present, torch absent; the build's
+    index configuration (a build-time mount) left nothing in the image."""
+    env = root.env()
+    done = subprocess.run(
+        root.argv(["python3", "-c", IMPORTS_CHECK]), env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, f"the image's python3 fails as its user:\n{done.stderr[-3000:]}"
+    report = json.loads(done.stdout)
+    assert report["uid"] == uid and report["cwd"] == root.config["WorkingDir"]
+    assert report["found"] == {
+        "torch": False,
+        "onnxruntime": True,
+        "grpc": True,
+        "server": True,
+        "client": True,
+    }
+    leftovers = root.path / INDEX_MOUNT.lstrip("/")
+    assert not leftovers.exists() or not any(leftovers.iterdir()), (
+        "the build's pip.conf / CA copy is in the image"
+    )
+
+
+def _start_entrypoint(root: ImageRoot, model_repo: Path, tmp_path: Path) -> ServerProcess:
+    """ENTRYPOINT + CMD with the image's Env; the repository goes where the image expects it (its VOLUME)."""
+    command = (root.config.get("Entrypoint") or []) + (root.config.get("Cmd") or [])
+    assert command, "the image has neither ENTRYPOINT nor CMD"
+    image_env = root.env()
+    repo = image_env["SENSORIUM_SERVE_REPO"]
+    assert repo in (root.config.get("Volumes") or {}), f"{repo} is not a VOLUME of the image"
+    _install_readable(model_repo, root.path / repo.lstrip("/"))
+    port, http_port, web_port = free_port(), free_port(), free_port()
+    env = root.env(
+        SENSORIUM_SERVE_HOST="127.0.0.1",
+        SENSORIUM_SERVE_PORT=str(port),
+        SENSORIUM_SERVE_HTTP_PORT=str(http_port),
+        SENSORIUM_SERVE_WEB_PORT=str(web_port),
+    )
+    log_path = tmp_path / "image-server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(root.argv(command), env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = ServerProcess(proc, port, http_port, web_port, log_path)
+    try:
+        wait_serving(server.target, proc, log_path, timeout=120)
+    except BaseException:
+        server.stop(signal.SIGKILL, timeout=10)
+        raise
+    return server
+
+
+def _install_readable(source: Path, target: Path) -> None:
+    """Copy `source` into `target` (owned by root, readable by all: a read-only repository volume)."""
+    shutil.copytree(source, target, dirs_exist_ok=True)
+    for path in [target, *target.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _check_serves(root: ImageRoot, server: ServerProcess, model_repo: Path, tmp_path: Path, uid: int) -> None:
+    import onnxruntime as ort
+
+    from models import contract
+
+    status = Path(f"/proc/{server.proc.pid}/status").read_text()
+    uids = next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
+    assert uids == [str(uid)] * 4, f"the server runs as {uids}, not as the image's user {uid}"
+    assert "CPUExecutionProvider" in server.log()  # providers=auto: no CUDA in this base, the CPU serves
+
+    # The image's HEALTHCHECK command, inside the image (kept by --format docker).
+    health = root.healthcheck.get("Test") or []
+    assert health[:1] == ["CMD"], f"HEALTHCHECK {health}"
+    env = root.env(SENSORIUM_SERVE_PORT=str(server.port))
+    probe = subprocess.run(root.argv(health[1:]), env=env, capture_output=True, text=True, timeout=60)
+    assert probe.returncode == 0 and "SERVING" in probe.stdout, probe.stdout + probe.stderr
+
+    # KServe ModelInfer with tritonclient, against onnxruntime here on the same graph.
+    model = contract.repository_model_name(MOUSE, contract.CLIP)
+    trial = server_models.make_trial(seed=5, frames=12)
+    batch = {k: np.stack([v, v[::-1].copy()]) for k, v in trial.items()}
+    np.savez(tmp_path / "inputs.npz", **batch)
+    done = subprocess.run(
+        [sys.executable, str(TRITON_CHECK), server.target, model, str(tmp_path / "inputs.npz"), str(tmp_path / "out.npz")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert summary["live"] and summary["ready"] and summary["model_ready"]
+    assert summary["response"]["model_version"] == "1"
+    session = ort.InferenceSession(
+        str(model_repo / model / "1" / contract.MODEL_FILENAME), providers=["CPUExecutionProvider"]
+    )
+    expected = session.run(["responses"], {k: v.astype(np.float32) for k, v in batch.items()})[0]
+    np.testing.assert_allclose(np.load(tmp_path / "out.npz")["responses"], expected, rtol=1e-5, atol=1e-6)
+
+    assert server.sample("sensorium_serve_requests_total", method="ModelInfer") == 1
+    assert server.sample("sensorium_serve_loaded_models") == 2  # clip + step graph of MOUSE version 1
+
+    # The leaderboard page, from the scores database the image keeps in /data (written as its user).
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.web_port}/", timeout=10) as page:
+        assert page.status == 200 and b"<html" in page.read().lower()
+    db = root.path / root.env()["SENSORIUM_SERVE_DB_URL"].removeprefix("sqlite:///").lstrip("/")
+    assert db.is_file() and db.stat().st_uid == uid, f"{db} not written by the image's user"
