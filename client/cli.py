@@ -15,7 +15,7 @@ from pathlib import Path
 from models.benchmark import FPS, TIERS
 
 # Modules of other engineers that contribute subcommands through their own add_commands(subparsers).
-CONTRIBUTED = ("client.scoring", "client.demo")
+CONTRIBUTED = ("client.scoring", "client.demo", "client.insilico")
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:

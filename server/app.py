@@ -132,8 +132,10 @@ class SensoriumServer:
         if s.web_port >= 0:
             from server.scoring.db import ScoreStore  # lazy: SQLAlchemy only when the pages are on
             from server.web.http import WebServer
+            from server.web.insilico import InsilicoResults
 
-            self._web = WebServer(ScoreStore(s.db_url), s.host, s.web_port, self._trace_source())
+            results = InsilicoResults(s.insilico_dir) if s.insilico_dir is not None else None
+            self._web = WebServer(ScoreStore(s.db_url), s.host, s.web_port, self._trace_source(), results)
             self.web_port = self._web.start()
         self._evictor = asyncio.create_task(self._evict_forever())
         log.info(
@@ -191,7 +193,8 @@ class SensoriumServer:
         self.metrics.close()
         if self._web is not None:
             self._web.stop()
-            self._web.store.close()
+            if self._web.store is not None:
+                self._web.store.close()
             self._web = None
         self._server = None
         self._stopped.set()

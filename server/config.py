@@ -24,6 +24,9 @@ class Settings:
     port: int = 50051  # 0 = any free port
     http_port: int = 8000  # Prometheus /metrics; -1 = off, 0 = any free port
     web_port: int = -1  # read-only leaderboard pages of db_url (server/web); -1 = off, 0 = any free port
+    insilico_dir: Path | None = (
+        None  # in-silico results the web pages show at /insilico (server/web/insilico.py)
+    )
     # onnxruntime threads inside one operator; 0 = onnxruntime's choice (all cores). 1 + a worker per core serves
     # many streams best (frames of different streams run in parallel, no thread-pool hand-offs).
     intra_op_threads: int = 1
@@ -157,6 +160,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--batching alone = on, --no-batching = off",
         "http_port": "Prometheus /metrics HTTP port (-1: off)",
         "web_port": "HTTP port of the read-only leaderboard pages of --db (-1: off)",
+        "insilico_dir": "results folder of `sensorium-serve insilico` shown at /insilico on the web pages",
         "idle_timeout_s": "evict a stream that sent no frame for this many seconds",
         "max_batch_wait_ms": f"how long a batch waits for other streams' frames (0-{MAX_BATCH_WAIT_LIMIT_MS})",
         "auth_tokens": "token file, one 'TOKEN ROLE[,ROLE...]' per line (roles predict, submit, admin); "
@@ -165,7 +169,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "tls_key": "PEM private key of --tls-cert",
         "tls_client_ca": "PEM CA certificate: require client certificates signed by it (mutual TLS)",
     }
-    flag_names = {"truth_dir": "--truth", "db_url": "--db"}
+    flag_names = {"truth_dir": "--truth", "db_url": "--db", "insilico_dir": "--insilico"}
     defaults = Settings()
     for name, kind in _field_types().items():
         flag = flag_names.get(name, "--" + name.replace("_", "-"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from server.config import ENV_PREFIX
 
@@ -57,16 +58,21 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
     web = subparsers.add_parser(
         "web",
-        help="serve the read-only leaderboard pages of a scoring database over HTTP",
+        help="serve the read-only leaderboard and in-silico report pages over HTTP",
         description=(
             "Read-only HTTP pages of the scoring database (the same pages `serve --web-port` offers): the "
             "leaderboard of every track and tier, and a report per submission with plots (per-neuron "
             "correlation histogram, per-mouse and per-OOD-family bars, correlation against each neuron's "
-            "explainable variance). Never reads ground truth."
+            "explainable variance); with --insilico, the in-silico report of each model at /insilico. Never "
+            "reads ground truth. Give --db, --insilico or both."
         ),
     )
+    web.add_argument("--db", dest="db_url", help="SQLAlchemy URL (or path) of the scores database")
     web.add_argument(
-        "--db", dest="db_url", required=True, help="SQLAlchemy URL (or path) of the scores database"
+        "--insilico",
+        type=Path,
+        metavar="DIR",
+        help="results folder of `sensorium-serve insilico` (/insilico)",
     )
     web.add_argument("--host", default="127.0.0.1", help="address to bind")
     web.add_argument("--port", type=int, default=8080, help="HTTP port (0: any free port)")
@@ -134,16 +140,25 @@ def run_web(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from server.scoring.db import ScoreStore
     from server.web.http import WebServer
+    from server.web.insilico import InsilicoResults
 
-    store = ScoreStore(args.db_url)
-    web = WebServer(store, args.host, args.port)
-    web.start()
+    if not args.db_url and not args.insilico:
+        raise SystemExit("web: give --db URL (leaderboards), --insilico DIR (in-silico reports) or both")
+    store = None
+    if args.db_url:
+        from server.scoring.db import ScoreStore
+
+        store = ScoreStore(args.db_url)
+    results = InsilicoResults(args.insilico) if args.insilico else None
+    web = WebServer(store, args.host, args.port, insilico_results=results)
+    port = web.start()
+    print(f"pages on http://{args.host}:{port}/" + ("insilico" if store is None else ""), flush=True)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
     done.wait()
     web.stop()
-    store.close()
+    if store is not None:
+        store.close()
     return 0

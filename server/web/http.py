@@ -10,10 +10,13 @@ Routes (GET and HEAD only):
 | ``/models/<mouse>/trials/<i>`` | predicted vs recorded traces on a released trial; 403 for a test-tier trial |
 | ``/api/leaderboard/<track>/<tier>`` | the leaderboard as JSON (rows as `LeaderboardRow.to_dict`) |
 | ``/api/submissions/<id>`` | one submission as JSON (`SubmissionRecord.to_dict`) |
+| ``/insilico`` | the models of an in-silico results folder (``--insilico DIR``, server/web/insilico.py) |
+| ``/insilico/<label>`` | one model's in-silico report: tuning, receptive fields, MEIs, agreement with truth |
 | ``/healthz`` | ``ok`` |
 
-Pages read only the scores database (`ScoreStore` + `server.scoring.neuron_scores`) and, for traces, the
-public folder and the server's own PredictClip; never the truth folder.
+Pages read only the scores database (`ScoreStore` + `server.scoring.neuron_scores`), for traces the public
+folder and the server's own PredictClip, and the in-silico results folder; never the truth folder. Without a
+scores database (``web --insilico DIR`` alone) the leaderboard pages say so.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from urllib.parse import unquote, urlsplit
 from models.benchmark import TEST_ROUNDS, TRACKS
 from server.scoring import neuron_scores
 from server.scoring.db import ScoreStore
-from server.web import pages
+from server.web import insilico, pages
 from server.web.traces import HiddenTier, TraceSource
 
 log = logging.getLogger(__name__)
@@ -41,22 +44,31 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 MAX_LEADERBOARD_ROWS = 200
+NO_STORE = "No scoring database: these pages were started without --db."
 
 
 class WebServer:
     """``start()`` binds (port 0 = any free port) and serves in a daemon thread; ``stop()`` shuts down."""
 
     def __init__(
-        self, store: ScoreStore, host: str = "127.0.0.1", port: int = 8080, traces: TraceSource | None = None
+        self,
+        store: ScoreStore | None,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        traces: TraceSource | None = None,
+        insilico_results: insilico.InsilicoResults | None = None,
     ) -> None:
         self.store = store
         self.traces = traces
+        self.insilico = insilico_results
         self.host, self.port = host, port
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> int:
-        handler = type("Handler", (_Handler,), {"store": self.store, "traces": self.traces})
+        handler = type(
+            "Handler", (_Handler,), {"store": self.store, "traces": self.traces, "insilico": self.insilico}
+        )
         self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
@@ -73,8 +85,9 @@ class WebServer:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    store: ScoreStore
+    store: ScoreStore | None
     traces: TraceSource | None
+    insilico: insilico.InsilicoResults | None
     server_version = "sensorium-serve-web"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -108,6 +121,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, path: str) -> tuple[HTTPStatus, str, bytes]:
         parts = [unquote(p) for p in path.split("/") if p]
         html = "text/html; charset=utf-8"
+        if parts[:1] == ["insilico"]:
+            return self._insilico(parts[1:])
+        if parts == ["healthz"]:
+            return HTTPStatus.OK, "text/plain; charset=utf-8", b"ok\n"
+        if self.store is None and parts[:1] != ["models"]:
+            return HTTPStatus.NOT_FOUND, html, pages.not_found_page(NO_STORE).encode()
         if not parts:
             boards = {
                 (track, tier): self.store.leaderboard(track, tier, MAX_LEADERBOARD_ROWS)
@@ -115,8 +134,6 @@ class _Handler(BaseHTTPRequestHandler):
                 for tier in TEST_ROUNDS
             }
             return HTTPStatus.OK, html, pages.index_page(boards).encode()
-        if parts == ["healthz"]:
-            return HTTPStatus.OK, "text/plain; charset=utf-8", b"ok\n"
         if len(parts) == 2 and parts[0] == "submissions":
             record = self.store.get(parts[1])
             if record is None:
@@ -153,6 +170,18 @@ class _Handler(BaseHTTPRequestHandler):
                 return _json(HTTPStatus.NOT_FOUND, {"error": "no such submission"})
             return _json(HTTPStatus.OK, record.to_dict())
         return HTTPStatus.NOT_FOUND, html, pages.not_found_page(f"Nothing at {path}.").encode()
+
+    def _insilico(self, parts: list[str]) -> tuple[HTTPStatus, str, bytes]:
+        html = "text/html; charset=utf-8"
+        if not parts:
+            return HTTPStatus.OK, html, insilico.index_page(self.insilico).encode()
+        if len(parts) == 1 and self.insilico is not None:
+            try:
+                report = self.insilico.report(parts[0])
+            except KeyError as exc:
+                return HTTPStatus.NOT_FOUND, html, pages.not_found_page(str(exc.args[0])).encode()
+            return HTTPStatus.OK, html, insilico.report_page(report).encode()
+        return HTTPStatus.NOT_FOUND, html, pages.not_found_page("No such in-silico result.").encode()
 
 
 def _json(status: HTTPStatus, payload: Any) -> tuple[HTTPStatus, str, bytes]:

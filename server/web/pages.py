@@ -41,6 +41,8 @@ table { border-collapse: collapse; margin: 0.6rem 0; } th, td { padding: 0.25rem
 th { background: #eef1f5; } tr:nth-child(even) td { background: #f8f9fb; } td.num { text-align: right; }
 .plots { display: flex; flex-wrap: wrap; gap: 1rem; } .empty { color: #777; font-style: italic; }
 .rule { color: #555; font-size: 0.9rem; } nav a { margin-right: 1rem; }
+.neuron { border-top: 1px solid #ddd; margin-top: 1rem; } figure { margin: 0.3rem; text-align: center; }
+figcaption { font-size: 0.8rem; color: #555; }
 """
 
 
@@ -57,7 +59,7 @@ def layout(title: str, body: str) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>\n"
-        '<nav><a href="/">Leaderboards</a><a href="/models">Models</a></nav>\n'
+        '<nav><a href="/">Leaderboards</a><a href="/models">Models</a><a href="/insilico">In silico</a></nav>\n'
         f"<h1>{escape(title)}</h1>\n{body}\n</body></html>\n"
     )
 

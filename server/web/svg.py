@@ -96,10 +96,22 @@ def _finite(values: Sequence[float] | np.ndarray) -> np.ndarray:
     return a[np.isfinite(a)]
 
 
-def histogram(values: Sequence[float] | np.ndarray, title: str, x_label: str, bins: int = 30) -> str:
-    """Counts of the finite values in `bins` equal bins; ``data-count`` = how many values were drawn."""
+def histogram(
+    values: Sequence[float] | np.ndarray,
+    title: str,
+    x_label: str,
+    bins: int = 30,
+    value_range: tuple[float, float] | None = None,
+    mean_line: bool = True,
+) -> str:
+    """Counts of the finite values in `bins` equal bins over `value_range` (default: the values' range), with a
+    dashed line at the mean unless `mean_line` is False; ``data-count`` = how many values were drawn."""
     a = _finite(values)
-    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 1.0)
+    if value_range is not None:
+        a = a[(a >= value_range[0]) & (a <= value_range[1])]
+        lo, hi = value_range
+    else:
+        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 1.0)
     if hi <= lo:
         lo, hi = lo - 0.5, hi + 0.5
     counts, edges = np.histogram(a, bins=bins, range=(lo, hi))
@@ -116,7 +128,7 @@ def histogram(values: Sequence[float] | np.ndarray, title: str, x_label: str, bi
             f'fill="{COLORS[0]}" data-count="{int(c)}"><title>{_fmt(left)} to {_fmt(right)}: {int(c)}</title>'
             "</rect>"
         )
-    if a.size:
+    if a.size and mean_line:
         x = f.x(float(a.mean()))
         out.append(
             f'<line class="mean" x1="{x:.1f}" y1="{TOP}" x2="{x:.1f}" y2="{HEIGHT - BOTTOM}" stroke="#b04a5a" '
@@ -228,6 +240,161 @@ def lines(
         out.append(
             f'<text class="legend" x="{WIDTH - RIGHT - 4}" y="{TOP + 12 + 12 * i}" text-anchor="end" '
             f'font-size="10" fill="{COLORS[i % len(COLORS)]}">{escape(name)}</text>'
+        )
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def xy_lines(
+    series: Mapping[str, tuple[Sequence[float] | np.ndarray, Sequence[float] | np.ndarray]],
+    title: str,
+    x_label: str,
+    y_label: str,
+    markers: Sequence[str] = (),
+    x_range: tuple[float, float] | None = None,
+) -> str:
+    """One polyline per named (x, y) series; series named in `markers` are drawn as points instead."""
+    arrays = {k: (np.asarray(x, np.float64), np.asarray(y, np.float64)) for k, (x, y) in series.items()}
+    xs = np.concatenate([x[np.isfinite(x)] for x, _ in arrays.values()] or [np.zeros(1)])
+    ys = np.concatenate([y[np.isfinite(y)] for _, y in arrays.values()] or [np.zeros(1)])
+    x0, x1 = x_range or (float(xs.min()), float(xs.max()))
+    lo, hi = float(ys.min()), float(ys.max())
+    f = _Frame(x0, x1, lo - 0.05 * (hi - lo or 1.0), hi + 0.05 * (hi - lo or 1.0))
+    out = _open("xy", title, {"series": len(arrays)})
+    out += _axes(f, x_label, y_label)
+    for i, (name, (x, y)) in enumerate(arrays.items()):
+        color = COLORS[i % len(COLORS)]
+        keep = np.isfinite(x) & np.isfinite(y)
+        if name in markers:
+            for xv, yv in zip(x[keep], y[keep], strict=True):
+                out.append(
+                    f'<circle class="point" cx="{f.x(xv):.1f}" cy="{f.y(yv):.1f}" r="3" fill="{color}" '
+                    f'data-name="{escape(name)}" data-x="{xv:.4g}" data-y="{yv:.4g}"/>'
+                )
+        else:
+            pts = " ".join(f"{f.x(xv):.1f},{f.y(yv):.1f}" for xv, yv in zip(x[keep], y[keep], strict=True))
+            out.append(
+                f'<polyline class="series" points="{pts}" fill="none" stroke="{color}" stroke-width="1.4" '
+                f'data-name="{escape(name)}"/>'
+            )
+        out.append(
+            f'<text class="legend" x="{WIDTH - RIGHT - 4}" y="{TOP + 12 + 12 * i}" text-anchor="end" '
+            f'font-size="10" fill="{color}">{escape(name)}</text>'
+        )
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def orientation_colour(orientation_deg: float) -> str:
+    """A hue per orientation (0-180 deg around the colour wheel once)."""
+    return f"hsl({(2 * orientation_deg) % 360:.0f}, 75%, 45%)"
+
+
+def screen_map(
+    centres: np.ndarray,
+    orientations: np.ndarray,
+    title: str,
+    screen: tuple[int, int],
+    truth: np.ndarray | None = None,
+) -> str:
+    """Points at (row, col) screen positions over a `screen` = (height, width) frame drawn to scale, coloured by
+    orientation (degrees); optional `truth` (N, 2) draws a line from each true centre to the estimate.
+    ``data-points`` = how many finite centres were drawn."""
+    h, w = screen
+    scale = min((WIDTH - LEFT - RIGHT) / w, (HEIGHT - TOP - BOTTOM) / h)
+    ox, oy = LEFT, TOP
+
+    def px(row: float, col: float) -> tuple[float, float]:
+        return ox + (col + 0.5) * scale, oy + (row + 0.5) * scale
+
+    c = np.asarray(centres, np.float64).reshape(-1, 2)
+    o = np.asarray(orientations, np.float64).ravel()
+    keep = np.isfinite(c).all(axis=1) & np.isfinite(o)
+    out = _open("screen", title, {"points": int(keep.sum()), "height": h, "width": w})
+    out.append(
+        f'<rect class="screen" x="{ox}" y="{oy}" width="{w * scale:.1f}" height="{h * scale:.1f}" '
+        'fill="#f4f4f4" stroke="#333"/>'
+    )
+    for col in range(0, w + 1, 16):
+        x, _ = px(0, col - 0.5)
+        out.append(
+            f'<text x="{x:.1f}" y="{oy + h * scale + 14:.1f}" text-anchor="middle" font-size="10">{col}</text>'
+        )
+    for row in range(0, h + 1, 12):
+        _, y = px(row - 0.5, 0)
+        out.append(f'<text x="{ox - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="10">{row}</text>')
+    out.append(
+        f'<text class="x-label" x="{ox + w * scale / 2:.1f}" y="{oy + h * scale + 30:.1f}" text-anchor="middle" '
+        'font-size="11">screen column (px); colour: preferred orientation</text>'
+    )
+    if truth is not None:
+        t = np.asarray(truth, np.float64).reshape(-1, 2)
+        for (r0, c0), (r1, c1) in zip(t[keep], c[keep], strict=True):
+            (x0, y0), (x1, y1) = px(r0, c0), px(r1, c1)
+            out.append(
+                f'<line class="error" x1="{x0:.1f}" y1="{y0:.1f}" x2="{x1:.1f}" y2="{y1:.1f}" stroke="#999" '
+                'stroke-width="0.8"/>'
+            )
+    for (r, cc), ori in zip(c[keep], o[keep], strict=True):
+        x, y = px(r, cc)
+        out.append(
+            f'<circle class="centre" cx="{x:.1f}" cy="{y:.1f}" r="2.6" fill="{orientation_colour(ori)}" '
+            f'data-orientation="{ori:.1f}"/>'
+        )
+    for i, ori in enumerate(range(0, 180, 45)):  # legend: a few orientations, right of the screen
+        x, y = ox + w * scale + 14, oy + 10 + 16 * i
+        out.append(
+            f'<circle cx="{x:.1f}" cy="{y}" r="4" fill="{orientation_colour(ori)}"/>'
+            f'<text x="{x + 8:.1f}" y="{y + 4}" font-size="10">{ori}°</text>'
+        )
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def heatmap(
+    values: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    title: str,
+    screen: tuple[int, int],
+    marks: Mapping[str, tuple[float, float]] = (),  # type: ignore[assignment]
+) -> str:
+    """A map sampled on a grid of screen positions (rows (R,) x cols (C,), pixels), drawn to scale over the
+    `screen` (height, width): red above 0, blue below (symmetric scale); `marks` name points (row, col) drawn
+    as crosses (first) and rings (others). ``data-max`` = the largest |value|."""
+    v = np.nan_to_num(np.asarray(values, np.float64))
+    h, w = screen
+    scale = min((WIDTH - LEFT - RIGHT) / w, (HEIGHT - TOP - BOTTOM) / h)
+    top = float(np.abs(v).max()) or 1.0
+    dr = float(rows[1] - rows[0]) if len(rows) > 1 else 1.0
+    dc = float(cols[1] - cols[0]) if len(cols) > 1 else 1.0
+    out = _open("heatmap", title, {"max": f"{top:.6g}", "cells": int(v.size)})
+    out.append(
+        f'<rect x="{LEFT}" y="{TOP}" width="{w * scale:.1f}" height="{h * scale:.1f}" fill="#fff" stroke="#333"/>'
+    )
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            a = v[i, j] / top
+            color = "178,24,43" if a >= 0 else "33,102,172"
+            x = LEFT + (c - dc / 2 + 0.5) * scale
+            y = TOP + (r - dr / 2 + 0.5) * scale
+            out.append(
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{dc * scale:.1f}" height="{dr * scale:.1f}" '
+                f'fill="rgb({color})" fill-opacity="{min(abs(a), 1.0):.3f}"/>'
+            )
+    for k, (name, (r, c)) in enumerate(dict(marks).items()):
+        if not (math.isfinite(r) and math.isfinite(c)):
+            continue
+        x, y = LEFT + (c + 0.5) * scale, TOP + (r + 0.5) * scale
+        shape = (
+            f'<path d="M{x - 6:.1f},{y:.1f}H{x + 6:.1f}M{x:.1f},{y - 6:.1f}V{y + 6:.1f}" stroke="#000" stroke-width="2"/>'
+            if k == 0
+            else f'<circle cx="{x:.1f}" cy="{y:.1f}" r="6" fill="none" stroke="#2a2" stroke-width="2"/>'
+        )
+        out.append(
+            f'<g class="mark" data-name="{escape(name)}" data-row="{r:.2f}" data-col="{c:.2f}">{shape}</g>'
+            f'<text class="legend" x="{WIDTH - RIGHT - 4}" y="{HEIGHT - 30 + 12 * k}" text-anchor="end" '
+            f'font-size="10">{"+" if k == 0 else "o"} {escape(name)}</text>'
         )
     out.append("</svg>")
     return "\n".join(out)

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from models.benchmark import STIMULUS_FAMILIES, TIER_NONE, TIER_ORACLE, TIER_TRAIN
 from models.data.synthetic import population as pop_mod
 from models.data.synthetic.behaviour import BehaviourScales, behaviour_traces
+from models.data.synthetic.neurons import write_neurons
 from models.data.synthetic.stimuli import FAMILY_FRAMES, make_stimulus
 from models.data.truth import TruthWriter
 from models.data.writer import MouseWriter
@@ -237,6 +238,8 @@ def generate(out: Path | str, cfg: SynthConfig | None = None, progress: bool = T
             )
         )
         truth.append(TruthWriter(out / "truth" / plan.session, plan.unit_ids, len(plan.trials)))
+    for plan, population in zip(plans, populations, strict=True):  # each neuron's true parameters
+        write_neurons(out / "truth" / plan.session, plan.unit_ids, population)
     total = sum(len(p.trials) for p in plans)
     with tqdm(total=total, desc="synth trials", unit="trial", disable=not progress) as bar:
         for key in keys:
