@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,9 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 DEFAULT_OUT = Path("insilico")
+REQUEST_TIMEOUT_S = (
+    600.0  # one PredictClip request carries a batch of clips (seconds of compute for 8,000 neurons)
+)
 
 TUNING_EPILOG = """\
 examples:
@@ -91,13 +95,14 @@ def _add_tuning(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "tuning",
         help="drifting-grating tuning and sparse-noise receptive fields of every neuron",
-        description=(
+        description=textwrap.fill(
             f"Show a model drifting gratings ({g.directions} directions x {len(g.spatial_frequencies)} spatial x "
             f"{len(g.temporal_frequencies)} temporal frequencies, one clip each) and sparse noise of drifting "
             "Gabor patches, then fit per neuron: preferred direction and orientation, OSI, DSI, response "
             "amplitude, F1/F0 (simple vs complex), and a Gaussian receptive field (centre, size). The model is a "
             "served one (--target, through PredictClip, in batches of clips) or the synthetic generator's own "
-            "noise-free response function (--generator)."
+            "noise-free response function (--generator).",
+            100,
         ),
         epilog=TUNING_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -245,7 +250,12 @@ def _tuning(args: argparse.Namespace) -> int:
             from client.predictor import PredictorClient, security_from_args
 
             client = stack.enter_context(
-                PredictorClient(args.target, round_robin=args.round_robin, **security_from_args(args))
+                PredictorClient(
+                    args.target,
+                    round_robin=args.round_robin,
+                    timeout=REQUEST_TIMEOUT_S,
+                    **security_from_args(args),
+                )
             )
             client.wait_ready()
             model = ServedModel(client, args.model, args.version)

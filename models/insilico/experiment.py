@@ -20,7 +20,7 @@ from models.benchmark import FPS, FRAME_HEIGHT, FRAME_WIDTH
 from models.insilico.stimuli import Background, GratingProtocol, Protocol, SparseNoiseProtocol
 
 log = logging.getLogger(__name__)
-MAX_BATCH_BYTES = 64 * 2**20  # responses of one request, float32
+MAX_BATCH_BYTES = 32 * 2**20  # responses of one request, float32 (the server takes 64 MiB messages)
 MAX_BATCH = 16
 
 

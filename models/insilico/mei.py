@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from models.benchmark import TIER_ORACLE, TIER_TRAIN
-from models.data.normalisation import NormalisationStats, standardise_responses
+from models.data.normalisation import NormalisationStats
 from models.data.reader import MouseFolder, open_mouse
 from models.export.wrappers import ClipModel
 from models.insilico.results import MEIOptions, MEIResult
@@ -34,7 +34,7 @@ from models.insilico.stimuli import Background
 from models.training.checkpoint import load_checkpoint
 from models.training.data import MouseData
 from models.training.model import model_from_checkpoint
-from models.training.validation import predict_trials
+from models.training.validation import per_neuron_correlation
 
 log = logging.getLogger(__name__)
 
@@ -106,19 +106,13 @@ def to_budget(clips: np.ndarray, grey: float, contrast: float) -> np.ndarray:
 
 
 def oracle_correlation(model: torch.nn.Module, data: MouseData) -> np.ndarray:
-    """(N,) single-trial correlation of the model with the released oracle-tier responses: how well each neuron
-    is predicted (the oracle tier is public, so no truth is needed)."""
-    from models.metrics import single_trial_correlation
-
-    trials = [int(i) for i in data.folder.trials(TIER_ORACLE)]
-    if not trials:
+    """(N,) single-trial correlation of the model on the released oracle tier (public responses, official units):
+    how well each neuron is predicted, as training validation measures it."""
+    trials = data.folder.trials(TIER_ORACLE)
+    if not len(trials):
         raise ValueError(f"{data.folder.path}: no oracle trials to rank neurons by")
     with torch.no_grad():
-        predictions = predict_trials(
-            model, data.session, [data.trial(i) for i in trials], torch.device("cpu")
-        )
-    targets = [standardise_responses(data.folder.responses(i), data.stats) for i in trials]
-    return single_trial_correlation(predictions, targets)
+        return per_neuron_correlation(model, data, trials, torch.device("cpu"), chunk=8)
 
 
 def optimise(

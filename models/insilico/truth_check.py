@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from models.benchmark import SKIP_FRAMES
-from models.data.normalisation import NormalisationStats, standardise_responses
+from models.data.normalisation import ScoredUnits
 from models.data.reader import open_mouse
 from models.data.synthetic.neurons import NeuronTruth
 from models.data.truth import TruthFolder
@@ -41,12 +41,14 @@ def per_neuron_test_correlation(
     progress: bool = True,
 ) -> np.ndarray:
     """(N,) single-trial correlation of the model's predictions with the true responses of `tier` (frames
-    [SKIP_FRAMES, 300) of each trial, standardised units, models.metrics.single_trial_correlation)."""
+    [SKIP_FRAMES, 300) of each trial, models.metrics.single_trial_correlation), in the official scored units
+    (`ScoredUnits`: both sides x the released precision per neuron and frame; a model's own per-neuron scale
+    does not change a correlation)."""
     from models.metrics import single_trial_correlation
 
     public = open_mouse(public_session, validate="off")
     truth = TruthFolder(truth_session)
-    stats = NormalisationStats.from_mouse(public)
+    units = ScoredUnits.from_mouse(public)
     if model.warmup > SKIP_FRAMES:
         raise ValueError(f"model warm-up {model.warmup} frames exceeds the {SKIP_FRAMES} skipped frames")
     trials = [int(i) for i in truth.trials(tier)]
@@ -65,8 +67,8 @@ def per_neuron_test_correlation(
             out = model.predict(video, behavior, pupil)  # (B, T - warmup, N)
             for i, r in zip(group, out, strict=True):
                 pad = np.repeat(r[:1], model.warmup, axis=0)  # unscored warm-up frames
-                predictions.append(np.concatenate([pad, r]).T)
-                targets.append(standardise_responses(truth.responses(i), stats))
+                predictions.append(units.standardise(np.concatenate([pad, r]).T))
+                targets.append(units.standardise(truth.responses(i)))
     return single_trial_correlation(predictions, targets)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from insilico_support import QUICK
 
-from models.data.normalisation import NormalisationStats, standardise_responses
+from models.data.normalisation import ScoredUnits
 from models.data.oracle import oracle_single_trial_correlation
 from models.data.reader import open_mouse
 from models.data.synthetic.neurons import read_population, read_truth
@@ -85,10 +85,10 @@ def test_generator_test_correlation_is_the_oracle(tiny_synth: Path, generator_ch
     oracle = oracle_single_trial_correlation(tiny_synth, (TEST_TIER,))[TEST_TIER][truth_dir.name]
     assert float(np.mean(correlation)) == pytest.approx(oracle, abs=1e-6)
     # and independently: rates vs responses of one neuron over the scored frames
-    truth, stats = TruthFolder(truth_dir), NormalisationStats.from_mouse(public_dir)
+    truth, units = TruthFolder(truth_dir), ScoredUnits.from_mouse(public_dir)
     trials = truth.trials(TEST_TIER)
-    rate = np.concatenate([standardise_responses(truth.rates(int(i)), stats)[3, 50:300] for i in trials])
-    resp = np.concatenate([standardise_responses(truth.responses(int(i)), stats)[3, 50:300] for i in trials])
+    rate = np.concatenate([units.standardise(truth.rates(int(i)))[3, 50:300] for i in trials])
+    resp = np.concatenate([units.standardise(truth.responses(int(i)))[3, 50:300] for i in trials])
     assert correlation[3] == pytest.approx(np.corrcoef(rate, resp)[0, 1], abs=1e-5)
 
 
