@@ -279,7 +279,7 @@ def _tuning(args: argparse.Namespace) -> int:
             "label": label,
             "source": source,
             "version": version,
-            "units": "standardised responses (response / per-neuron std)",
+            "units": "model units (response / per-neuron std)",
             "background": background.to_dict(),
             "seconds": round(time.perf_counter() - started, 2),
         }

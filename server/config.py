@@ -24,9 +24,8 @@ class Settings:
     port: int = 50051  # 0 = any free port
     http_port: int = 8000  # Prometheus /metrics; -1 = off, 0 = any free port
     web_port: int = -1  # read-only leaderboard pages of db_url (server/web); -1 = off, 0 = any free port
-    insilico_dir: Path | None = (
-        None  # in-silico results the web pages show at /insilico (server/web/insilico.py)
-    )
+    # in-silico results the web pages show at /insilico (server/web/insilico.py)
+    insilico_dir: Path | None = None
     # onnxruntime threads inside one operator; 0 = onnxruntime's choice (all cores). 1 + a worker per core serves
     # many streams best (frames of different streams run in parallel, no thread-pool hand-offs).
     intra_op_threads: int = 1

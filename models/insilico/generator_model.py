@@ -1,7 +1,7 @@
 """The synthetic generator's own noise-free response function as a `ResponseModel` (the analysis's control).
 
 `Population.rates` of a session rebuilt from its truth folder (models/data/synthetic/neurons.py), divided by the
-released response std when the public folder is at hand, so its units are the served models' (standardised).
+released per-neuron response std when the public folder is at hand, so its units are the served models' (model units).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import numpy as np
 from models.benchmark import FRAME_HEIGHT, FRAME_WIDTH
 
 ITERATIONS = 40
-MIN_R2 = 0.05  # a map the Gaussian explains less of has no field
+MIN_R2 = 0.2  # a map the Gaussian explains less of has no field (a random network: median 0.07)
 EDGE_MARGIN = 8.0  # pixels: a centre may lie this far off the screen (a field cut by the edge), no further
 START_SIGMA = 4.0  # pixels
 MIN_SIGMA, MAX_SIGMA = 0.5, 40.0

@@ -169,8 +169,9 @@ def _facts(t: TuningResult) -> str:
         ("neurons", str(t.n_neurons)),
         ("run time", f"{m.get('seconds', 0):.1f} s"),
         (
-            "held constant",
-            f"grey {bg.get('grey', 0):.1f}, behaviour {bg.get('behavior')}, eye {bg.get('pupil_center')}",
+            "held constant (training means)",
+            f"grey {bg.get('grey', 0):.1f}; pupil dilation, running {_list(bg.get('behavior'))}; "
+            f"eye position {_list(bg.get('pupil_center'))}",
         ),
         (
             "gratings",
@@ -282,7 +283,7 @@ def _mei_table(mei: MEIResult) -> str:
     return (
         "<h2>Most exciting inputs</h2>\n"
         f'<p class="rule">RMS contrast budget {m.get("contrast_budget", 0):.1f} grey levels around '
-        f"{m.get('grey', 0):.1f}, clips of {m.get('frames')} frames; responses (standardised units) averaged over "
+        f"{m.get('grey', 0):.1f}, clips of {m.get('frames')} frames; responses (model units) averaged over "
         f"the last {m.get('frames_out')} output frames; natural clips rescaled to the same budget.</p>\n"
         f'<table class="mei" id="mei-table"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
     )
@@ -343,7 +344,7 @@ def _tuning_curve(t: TuningResult, i: int, unit: int, truth: tuple[np.ndarray, f
             {"measured": (directions, t.direction_curve[i]), "fit": (theta, fitted)},
             f"Neuron {unit}: direction tuning",
             "direction of drift (deg)",
-            "response above grey (standardised)",
+            "response above grey (model units)",
             markers=("measured",),
             x_range=(0.0, 360.0),
         )

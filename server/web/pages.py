@@ -41,7 +41,8 @@ table { border-collapse: collapse; margin: 0.6rem 0; } th, td { padding: 0.25rem
 th { background: #eef1f5; } tr:nth-child(even) td { background: #f8f9fb; } td.num { text-align: right; }
 .plots { display: flex; flex-wrap: wrap; gap: 1rem; } .empty { color: #777; font-style: italic; }
 .rule { color: #555; font-size: 0.9rem; } nav a { margin-right: 1rem; }
-.neuron { border-top: 1px solid #ddd; margin-top: 1rem; } figure { margin: 0.3rem; text-align: center; }
+.neuron { border-top: 1px solid #ddd; margin-top: 1rem; }
+figure { margin: 0.3rem; text-align: center; max-width: 560px; }
 figcaption { font-size: 0.8rem; color: #555; }
 """
 

@@ -209,3 +209,33 @@ def test_report_in_headless_chromium(site, tmp_path: Path) -> None:
     )
     assert len(re.findall(r'<img class="picture" src="data:image/png;base64,', dom)) == 2 * 5
     assert 'id="truth-agreement"' in dom and 'id="mei-table"' in dom
+
+
+def test_serve_shows_the_reports_beside_the_leaderboards(site, tmp_path: Path) -> None:
+    """`serve --web-port P --insilico DIR`: the same pages from the server's own web port."""
+    import sys
+
+    sys.path.append(str(ROOT / "tests"))
+    from area_modules import load_module
+
+    from server.testing import MOUSE, make_params, write_model
+
+    ops = load_module("ops_support", ROOT / "tests" / "ops" / "ops_support.py")
+    _, root = site
+    write_model(tmp_path / "repo", MOUSE, 1, make_params(1))
+    server = ops.launch(
+        tmp_path / "repo",
+        tmp_path,
+        "--insilico",
+        str(root),
+        "--db",
+        f"sqlite:///{tmp_path / 's.db'}",
+        web=True,
+    )  # type: ignore[attr-defined]
+    try:
+        ops.wait_serving(server.target, server.proc, server.log_path)  # type: ignore[attr-defined]
+        status, page, _ = fetch(f"http://127.0.0.1:{server.web_port}/insilico/analytic")
+        assert status == 200 and 'id="mei-table"' in page
+        assert fetch(f"http://127.0.0.1:{server.web_port}/")[0] == 200  # the leaderboards still there
+    finally:
+        server.stop()
