@@ -78,7 +78,7 @@ def time_gratings(target: str, conditions: int, max_batch: int) -> float:
         experiment.MAX_BATCH = max_batch
         try:
             started = time.perf_counter()
-            for _ in experiment._run(
+            for _ in experiment.run_clips(
                 model, keys, lambda k: protocol.clip(k, model.warmup, 80.0), Background(), tqdm(disable=True)
             ):
                 pass

@@ -61,7 +61,7 @@ def _batches(items: Sequence, size: int) -> Iterator[Sequence]:
         yield items[start : start + size]
 
 
-def _run(
+def run_clips(
     model: ResponseModel,
     clips: Sequence,
     make: Callable[[object], np.ndarray],
@@ -112,7 +112,7 @@ def measure_gratings(
         return protocol.clip(key, model.warmup, background.grey)  # type: ignore[arg-type]
 
     baseline = np.zeros(n)
-    for batch, responses in _run(model, keys, make, background, bar):
+    for batch, responses in run_clips(model, keys, make, background, bar):
         window = responses[:, -protocol.window_frames :, :].astype(np.float64)  # (B, W, N)
         for key, r in zip(batch, window, strict=True):
             if key == grey:
@@ -148,7 +148,7 @@ def measure_sparse_noise(
         events[int(index)] = ev  # type: ignore[call-overload]
         return video
 
-    for batch, responses in _run(model, range(protocol.clips), make, background, bar):
+    for batch, responses in run_clips(model, range(protocol.clips), make, background, bar):
         for index, r in zip(batch, responses, strict=True):
             onset, cell = events.pop(int(index)).T
             csum = np.concatenate([np.zeros((1, n)), np.cumsum(r, axis=0, dtype=np.float64)])  # (T + 1, N)
