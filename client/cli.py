@@ -50,7 +50,7 @@ def _add_target(p: argparse.ArgumentParser) -> None:
 def _add_rig(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "rig",
-        help="replay trials at a fixed frame rate over StreamPredict and report latency",
+        help="replay trials at a fixed frame rate over StreamPredict (or KServe sequences) and report latency",
         description=(
             "Act as a closed-loop rig: stream a session's trials frame by frame at --fps (one frame in flight, "
             "frame i due at t0 + i/fps on a monotonic clock) and report round-trip p50/p90/p99, deadline misses "
@@ -70,6 +70,13 @@ def _add_rig(subparsers: argparse._SubParsersAction) -> None:
         "--frames", type=int, default=None, metavar="F", help="only the first F frames of each trial"
     )
     p.add_argument("--uint8", action="store_true", help="send frames as uint8 raw pixels (4x fewer bytes)")
+    p.add_argument(
+        "--protocol",
+        choices=("sensorium", "kserve"),
+        default="sensorium",
+        help="sensorium: StreamPredict (default); kserve: KServe v2 / Triton ModelStreamInfer on the mouse's "
+        "step model, one sequence per trial (server-held state, as Triton serving this repository does)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of the table")
     p.set_defaults(handler=_run_rig)
 
@@ -154,6 +161,7 @@ def _rig(args: argparse.Namespace) -> int:
             frame_dtype=np.uint8 if args.uint8 else np.float32,
             round_robin=args.round_robin,
             progress=not args.json and sys.stderr.isatty(),
+            protocol=args.protocol,
             **security_from_args(args),
         )
     )

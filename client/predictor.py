@@ -654,7 +654,11 @@ class AsyncPredictorClient:
         msg = await self._unary("PredictClip", clip_request(model, video, behavior, pupil_center, version))
         return clip_from_proto(msg)
 
-    async def open_stream(self, model: str, version: int = 0, stream_id: str = "") -> AsyncFrameStream:
+    async def open_stream(
+        self, model: str, version: int = 0, stream_id: str = "", frames: int | None = None
+    ) -> AsyncFrameStream:
+        """A StreamPredict stream; ``frames`` is for the rig's other protocol (client.kserve): a StreamPredict
+        stream needs no length, it ends when it is closed."""
         return await AsyncFrameStream.open(self._stub, model, version, stream_id, self.metadata)
 
     async def close(self) -> None:

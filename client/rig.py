@@ -1,4 +1,7 @@
-"""A closed-loop rig, replayed: send a trial's frames at a fixed rate over StreamPredict and time every answer.
+"""A closed-loop rig, replayed: send a trial's frames at a fixed rate and time every answer.
+
+Over StreamPredict (``protocol="sensorium"``), or over KServe v2 / Triton's ModelStreamInfer with one sequence
+per trial (``protocol="kserve"``, client.kserve): the same replay loop and report for both.
 
 Like a real rig, one frame is in flight: frame i is due at ``t0 + i / fps`` on a monotonic clock; the rig waits
 for it, sends it, and waits for its answer before it can send the next. A frame's *deadline* is the moment the
@@ -21,11 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from client.kserve import AsyncKServeClient
 from client.predictor import AsyncPredictorClient, FrameResponse
 from client.tensors import pixels_to_uint8
 from client.trials import TrialInputs
 
 PERCENTILES = (50, 90, 99)
+PROTOCOLS = {"sensorium": AsyncPredictorClient, "kserve": AsyncKServeClient}
 
 
 @dataclass
@@ -46,6 +51,7 @@ class RigReport:
     fps: float
     trials: list[int]
     frames: list[FrameTiming] = field(default_factory=list)
+    protocol: str = "sensorium"
     wall_seconds: float = 0.0
 
     @property
@@ -74,6 +80,7 @@ class RigReport:
         n = len(self.frames)
         return {
             "target": self.target,
+            "protocol": self.protocol,
             "model": self.model,
             "version": self.version,
             "fps": self.fps,
@@ -97,7 +104,7 @@ class RigReport:
         d = self.to_dict()
         head = (
             f"rig: {d['frames']} frames from {len(self.trials)} trial(s) of {self.model} (v{self.version}) "
-            f"at {self.fps:g} fps over {self.target}"
+            f"at {self.fps:g} fps over {self.target} ({self.protocol})"
         )
         cols = ("p50", "p90", "p99", "max", "mean")
         lines = [head, f"{'ms':<16}" + "".join(f"{c:>9}" for c in cols)]
@@ -125,7 +132,7 @@ async def _sleep_until(deadline: float) -> None:
 
 
 async def replay_trial(
-    client: AsyncPredictorClient,
+    client: AsyncPredictorClient | AsyncKServeClient,
     trial: TrialInputs,
     fps: float,
     *,
@@ -138,7 +145,7 @@ async def replay_trial(
     period = 1.0 / fps
     video = pixels_to_uint8(trial.video) if frame_dtype is np.uint8 else trial.video
     timings: list[FrameTiming] = []
-    async with await client.open_stream(trial.mouse, version, stream_id) as stream:
+    async with await client.open_stream(trial.mouse, version, stream_id, frames=trial.n_frames) as stream:
         if report is not None:
             report.version = stream.info.version
         t0 = time.perf_counter()
@@ -165,14 +172,18 @@ async def run_rig(
     progress: bool = False,
     token: str | None = None,
     credentials: Any = None,
+    protocol: str = "sensorium",
 ) -> RigReport:
-    """Replay `trials` (one mouse) one after another; returns the report with every frame's timing."""
+    """Replay `trials` (one mouse) one after another over `protocol` (a `PROTOCOLS` key); returns the report
+    with every frame's timing."""
     if not trials:
         raise ValueError("no trials to replay")
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    report = RigReport(target, trials[0].mouse, version, fps, [t.index for t in trials])
-    async with AsyncPredictorClient(
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    report = RigReport(target, trials[0].mouse, version, fps, [t.index for t in trials], protocol=protocol)
+    async with PROTOCOLS[protocol](
         target, round_robin=round_robin, token=token, credentials=credentials
     ) as client:
         await client.wait_ready()

@@ -165,9 +165,12 @@ class SensoriumServer:
     async def _evict_forever(self) -> None:
         assert self.plane is not None
         streams = self.plane.streams
-        interval = max(0.05, min(streams.idle_timeout_s / 4, 5.0))
+        # Sequences may idle out sooner than streams (their config's max_sequence_idle_microseconds).
         while True:
-            await asyncio.sleep(interval)
+            interval = max(0.05, min(streams.shortest_idle_timeout() / 4, 5.0))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(streams.timeout_added.wait(), interval)
+            streams.timeout_added.clear()
             self.metrics.evictions.inc(len(streams.evict_idle()))
 
     async def stop(self, grace: float | None = None) -> None:

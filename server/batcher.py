@@ -55,7 +55,7 @@ class GraphBatcher:
         graph: Graph,
         max_batch_size: int,
         max_wait_s: float,
-        on_batch: Callable[[int], None] = lambda size: None,
+        on_batch: Callable[[int, float], None] = lambda size, compute_s: None,
         workers: int = 1,
     ):
         self.graph = graph
@@ -110,7 +110,7 @@ class GraphBatcher:
         finally:
             with self._cond:
                 self._computing -= 1
-        self._on_batch(1)
+        self._on_batch(1, compute)
         return StepResult({name: out[0] for name, out in outputs.items()}, 0.0, compute, 1)
 
     def stop(self, wait: bool = False) -> None:
@@ -186,7 +186,7 @@ class GraphBatcher:
             log.exception("step call of %r failed", self.graph)
             _resolve([(batch[0], exc)])
             return
-        self._on_batch(len(batch))
+        self._on_batch(len(batch), compute)
         _resolve(
             [
                 (

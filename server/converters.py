@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -14,6 +15,10 @@ from models.contract import ModelMetadata
 from protos.inference import grpc_predict_v2_pb2 as kserve_pb2
 from protos.sensorium.v1 import predictor_pb2, tensor_pb2
 from server.errors import InvalidArgument
+from server.sequences import SequenceRequest
+from server.statistics import Duration, StatisticsSnapshot
+
+NO_SEQUENCE = SequenceRequest(0)
 
 DTYPES: dict[int, np.dtype] = {
     tensor_pb2.DTYPE_FLOAT32: np.dtype("<f4"),
@@ -191,4 +196,59 @@ def version_to_proto(
     if full:
         out.unit_ids.extend(metadata.unit_ids)
         out.response_std.extend(metadata.response_std)
+    return out
+
+
+# ---- Triton extensions ------------------------------------------------------------------------------------
+
+
+def _parameter_type_error(name: str, expected: str) -> InvalidArgument:  # Triton's text
+    return InvalidArgument(f"invalid value type for '{name}' parameter, expected {expected}.")
+
+
+def sequence_parameters(parameters: Mapping[str, kserve_pb2.InferParameter]) -> SequenceRequest:
+    """Triton's sequence request parameters: ``sequence_id`` (int64_param read as uint64 as Triton does, or
+    string_param; uint64_param accepted too), ``sequence_start`` and ``sequence_end`` (bool_param)."""
+    if "sequence_id" not in parameters:
+        return NO_SEQUENCE
+    param = parameters["sequence_id"]
+    kind = param.WhichOneof("parameter_choice")
+    if kind == "int64_param":
+        sequence_id: int | str = param.int64_param % 2**64
+    elif kind == "uint64_param":
+        sequence_id = param.uint64_param
+    elif kind == "string_param":
+        sequence_id = param.string_param
+    else:
+        raise _parameter_type_error("sequence_id", "int64_param or string_param")
+    flags = []
+    for name in ("sequence_start", "sequence_end"):
+        flag = parameters.get(name)
+        if flag is not None and flag.WhichOneof("parameter_choice") != "bool_param":
+            raise _parameter_type_error(name, "bool_param")
+        flags.append(flag is not None and flag.bool_param)
+    return SequenceRequest(sequence_id, start=flags[0], end=flags[1])
+
+
+def _duration(target: kserve_pb2.StatisticDuration, source: Duration) -> None:
+    target.count = source.count
+    target.ns = source.ns
+
+
+def statistics_to_proto(name: str, version: int, s: StatisticsSnapshot) -> kserve_pb2.ModelStatistics:
+    out = kserve_pb2.ModelStatistics(
+        name=name,
+        version=str(version),
+        last_inference=s.last_inference_ms,
+        inference_count=s.inference_count,
+        execution_count=s.execution_count,
+    )
+    stats = out.inference_stats
+    for field_name in ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output"):
+        _duration(getattr(stats, field_name), getattr(s, field_name))
+    for size, batch in s.batches.items():
+        entry = out.batch_stats.add(batch_size=size)
+        _duration(entry.compute_input, batch.compute_input)
+        _duration(entry.compute_infer, batch.compute_infer)
+        _duration(entry.compute_output, batch.compute_output)
     return out

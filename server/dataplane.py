@@ -20,6 +20,7 @@ from server.config import Settings
 from server.errors import InvalidArgument, Unavailable
 from server.metrics import ServerMetrics
 from server.registry import Change, Graph, Registry
+from server.statistics import failures_counted
 from server.streams import StreamManager, StreamSession
 from server.validation import as_float32, check_shape
 
@@ -70,6 +71,13 @@ class DataPlane:
     ) -> ClipOutput:
         self.check_serving()
         graph = self.registry.resolve(model, contract.CLIP, version)
+        started = time.perf_counter()
+        with failures_counted(graph.stats, started):
+            return await self._predict_clip(graph, started, video, behavior, pupil_center)
+
+    async def _predict_clip(
+        self, graph: Graph, started: float, video: np.ndarray, behavior: np.ndarray, pupil_center: np.ndarray
+    ) -> ClipOutput:
         batched = video.ndim == 4
         if video.ndim not in (3, 4):
             raise InvalidArgument(f"video: shape {list(video.shape)}, expected [T, H, W] or [B, T, H, W]")
@@ -91,7 +99,7 @@ class DataPlane:
             contract.BEHAVIOR: as_float32(behavior, "behavior"),
             contract.PUPIL_CENTER: as_float32(pupil_center, "pupil_center"),
         }
-        outputs, compute_s = await self._run(graph, feeds)
+        outputs, compute_s = await self._run(graph, feeds, started)
         responses = outputs[contract.RESPONSES]
         return ClipOutput(graph, responses if batched else responses[0], compute_s)
 
@@ -102,6 +110,14 @@ class DataPlane:
         self.check_serving()
         name = self.repository_name(name)
         graph = self.registry.graph(name, version)
+        started = time.perf_counter()
+        with failures_counted(graph.stats, started):
+            return graph, await self._infer(graph, started, arrays)
+
+    async def _infer(
+        self, graph: Graph, started: float, arrays: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        name = graph.name
         missing = sorted(set(graph.inputs) - set(arrays))
         extra = sorted(set(arrays) - set(graph.inputs))
         if missing or extra:
@@ -120,22 +136,41 @@ class DataPlane:
             raise InvalidArgument(
                 f"inputs[video]: {feeds[contract.VIDEO].shape[1]} frames, need >= {r} (receptive_field)"
             )
-        outputs, _ = await self._run(graph, feeds)
-        return graph, outputs
+        outputs, _ = await self._run(graph, feeds, started)
+        return outputs
 
-    async def _run(self, graph: Graph, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
-        start = time.perf_counter()
+    async def _run(
+        self, graph: Graph, feeds: dict[str, np.ndarray], started: float
+    ) -> tuple[dict[str, np.ndarray], float]:
+        """One whole-batch call on the clip executor; records the request (received at ``started``)."""
+
+        def call() -> tuple[dict[str, np.ndarray], float, float]:
+            begin = time.perf_counter()
+            return graph.run(feeds), begin, time.perf_counter()
+
+        submitted = time.perf_counter()
         try:
-            outputs = await asyncio.get_running_loop().run_in_executor(self.executor, graph.run, feeds)
+            outputs, begin, end = await asyncio.get_running_loop().run_in_executor(self.executor, call)
         except (ort_state.InvalidArgument, ort_state.Fail, ort_state.RuntimeException) as exc:
             raise InvalidArgument(f"inputs: onnxruntime rejected them for {graph.name}: {exc}") from exc
-        return outputs, time.perf_counter() - start
+        batch = len(next(iter(feeds.values())))
+        graph.stats.executed(batch, end - begin)
+        graph.stats.request_succeeded(
+            time.perf_counter() - started, begin - submitted, end - begin, submitted - started, items=batch
+        )
+        return outputs, end - begin
 
     # ---- streams --------------------------------------------------------------------------------------------
     def open_stream(self, model: str, version: int, stream_id: str) -> StreamSession:
         self.check_serving()
         graph = self.registry.resolve(model, contract.STEP, version)
         session = self.streams.open(graph, stream_id)
+        self._batcher(graph)
+        return session
+
+    def open_sequence(self, graph: Graph, label: str, idle_timeout_s: float) -> StreamSession:
+        """A session for a KServe sequence (server/sequences.py): not bound to an RPC, idle timeout its own."""
+        session = self.streams.open(graph, label, idle_timeout_s=idle_timeout_s, bind_task=False)
         self._batcher(graph)
         return session
 
@@ -148,6 +183,19 @@ class DataPlane:
         pupil_center: np.ndarray,
     ) -> FrameOutput:
         """One frame through the stream's step graph; the session's state moves on only on success."""
+        started = time.perf_counter()
+        with failures_counted(session.graph.stats, started):
+            return await self._step(session, started, sequence, video, behavior, pupil_center)
+
+    async def _step(
+        self,
+        session: StreamSession,
+        started: float,
+        sequence: int,
+        video: np.ndarray,
+        behavior: np.ndarray,
+        pupil_center: np.ndarray,
+    ) -> FrameOutput:
         session.check_sequence(sequence)
         graph = session.graph
         check_shape(video, graph.frame_shape, "frame.video", ("H", "W"))
@@ -160,6 +208,7 @@ class DataPlane:
             **session.state,
         }
         batcher = self._batcher(graph)
+        submitted = time.perf_counter()
         session.busy = True
         try:
             if self.settings.inline_lone_stream and len(self.streams) == 1:
@@ -170,6 +219,9 @@ class DataPlane:
         finally:
             session.busy = False
         session.commit({s.input_name: result.outputs[s.output_name] for s in graph.state})
+        graph.stats.request_succeeded(
+            time.perf_counter() - started, result.queue_s, result.compute_s, submitted - started
+        )
         return FrameOutput(
             responses=result.outputs[contract.RESPONSES],
             warm=sequence >= session.warmup_frames,
@@ -190,11 +242,17 @@ class DataPlane:
             if batcher is None:
                 batching = self.settings.batches_on(graph.session.get_providers())
                 size = self.settings.max_batch_size if batching else 1
+                observe_batch = self.metrics.batch_size.observe
+
+                def on_batch(size: int, compute_s: float, graph: Graph = graph) -> None:
+                    observe_batch(size)
+                    graph.stats.executed(size, compute_s)
+
                 batcher = GraphBatcher(
                     graph,
                     size,
                     self.settings.max_batch_wait_s,
-                    self.metrics.batch_size.observe,
+                    on_batch,
                     workers=self.settings.step_worker_count,
                 )
                 log.info("%r: %d step workers, max batch %d", graph, batcher.workers, batcher.max_batch_size)

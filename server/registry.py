@@ -20,7 +20,10 @@ import onnxruntime as ort
 
 from models import contract
 from models.contract import ModelMetadata, StateSpec
+from protos.inference.model_config_pb2 import ModelConfig
 from server.errors import FailedPrecondition, NotFound
+from server.model_config import read_model_config
+from server.statistics import InferenceStatistics
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +50,17 @@ class Change:
 
 
 class Graph:
-    """One loaded graph version: its onnxruntime session, metadata and tensor specs."""
+    """One loaded graph version: its onnxruntime session, metadata, tensor specs, config.pbtxt (None: no file)
+    and inference statistics."""
 
     def __init__(
-        self, name: str, version: int, path: Path, metadata: ModelMetadata, session: ort.InferenceSession
+        self,
+        name: str,
+        version: int,
+        path: Path,
+        metadata: ModelMetadata,
+        session: ort.InferenceSession,
+        config: ModelConfig | None = None,
     ):
         self.name = name
         self.mouse, self.kind = contract.split_repository_model_name(name)
@@ -63,6 +73,8 @@ class Graph:
         self.output_names = [o.name for o in self.outputs]
         self.state: tuple[StateSpec, ...] = ()
         self.batchable = True  # the leading (batch) axis is symbolic everywhere
+        self.config = config
+        self.stats = InferenceStatistics()
         self._validate()
         self._lock = threading.Lock()
         self._streams = 0
@@ -174,6 +186,7 @@ class Entry:
     graph: Graph | None = None
     reason: str = ""
     metadata: ModelMetadata | None = field(default=None, repr=False)
+    config: ModelConfig | None = field(default=None, repr=False)  # config.pbtxt; None: the folder has none
 
     @property
     def ready(self) -> bool:
@@ -187,9 +200,10 @@ def _spec(node: ort.NodeArg) -> TensorSpec:
 
 def _fingerprint(version_dir: Path) -> tuple[int, ...]:
     out: list[int] = []
-    for name in (contract.MODEL_FILENAME, contract.METADATA_FILENAME):
+    files = [version_dir / contract.MODEL_FILENAME, version_dir / contract.METADATA_FILENAME]
+    for path in [*files, version_dir.parent / contract.CONFIG_FILENAME]:  # config.pbtxt: the model's, shared
         try:
-            stat = (version_dir / name).stat()
+            stat = path.stat()
             out += [stat.st_mtime_ns, stat.st_size]
         except FileNotFoundError:
             out += [-1, -1]
@@ -220,6 +234,10 @@ class Registry:
             mouse, kind = contract.split_repository_model_name(entry.name)
             out.setdefault(mouse, {}).setdefault(entry.version, {})[kind] = entry
         return out
+
+    def model_names_on_disk(self) -> list[str]:
+        """Repository model folders with at least one version folder, loaded or not (sorted)."""
+        return sorted({name for name, _ in self._discover()})
 
     def versions(self, name: str) -> list[Entry]:
         return [e for e in self.entries() if e.name == name]
@@ -331,6 +349,7 @@ class Registry:
         entry = Entry(name, version, path, fingerprint)
         try:
             entry.metadata = ModelMetadata.read(path)
+            entry.config = read_model_config(path.parent)
             model_file = path / contract.MODEL_FILENAME
             if not model_file.is_file():
                 raise FileNotFoundError(f"{model_file}: missing")
@@ -338,7 +357,7 @@ class Registry:
                 session = self._session_factory(model_file)
             except Exception as exc:
                 raise ValueError(f"{model_file}: onnxruntime cannot load it ({exc})") from exc
-            entry.graph = Graph(name, version, path, entry.metadata, session)
+            entry.graph = Graph(name, version, path, entry.metadata, session, entry.config)
         except Exception as exc:
             entry.reason = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
             log.error("model %s version %d is not ready: %s", name, version, entry.reason)

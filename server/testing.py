@@ -19,6 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 from models import contract
 from models.benchmark import FPS, FRAME_HEIGHT, FRAME_WIDTH, SKIP_FRAMES
 from models.contract import ModelMetadata, StateSpec
+from models.export import triton  # torch-free: Triton's config text only
 
 MOUSE = "dynamic29515-10-12-Video-0123456789abcdef0123456789abcdef"
 OTHER_MOUSE = "dynamic29623-4-9-Video-fedcba9876543210fedcba9876543210"
@@ -143,10 +144,12 @@ def build_step_graph(p: TestModelParams) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=8)
 
 
-CONFIG_PBTXT = """name: "{name}"
-backend: "onnxruntime"
-max_batch_size: 0
-"""
+def config_pbtxt(mouse: str, kind: str, n_neurons: int, state: list[StateSpec]) -> str:
+    """The config.pbtxt `sensorium-serve export` writes (Triton's ModelConfig; implicit state on step models)."""
+    name = contract.repository_model_name(mouse, kind)  # type: ignore[arg-type]
+    if kind == contract.CLIP:
+        return triton.clip_config(name, FRAME_HEIGHT, FRAME_WIDTH, n_neurons)
+    return triton.step_config(name, FRAME_HEIGHT, FRAME_WIDTH, n_neurons, state)
 
 
 def write_model(repo: Path, mouse: str, version: int, params: TestModelParams) -> None:
@@ -157,13 +160,13 @@ def write_model(repo: Path, mouse: str, version: int, params: TestModelParams) -
         name = contract.repository_model_name(mouse, kind)
         version_dir = repo / name / str(version)
         version_dir.mkdir(parents=True, exist_ok=True)
-        (repo / name / contract.CONFIG_FILENAME).write_text(CONFIG_PBTXT.format(name=name))
         onnx.save(build(params), str(version_dir / contract.MODEL_FILENAME))
         state = (
             [StateSpec("state_in_0", "state_out_0", (r - 1, n)), StateSpec("state_in_1", "state_out_1", (1,))]
             if kind == contract.STEP
             else []
         )
+        (repo / name / contract.CONFIG_FILENAME).write_text(config_pbtxt(mouse, kind, n, state))
         ModelMetadata(
             mouse=mouse,
             kind=kind,

@@ -7,8 +7,8 @@ without the method's role -> PERMISSION_DENIED. Roles are independent (``admin``
 
 | methods | role |
 |---|---|
-| sensorium.v1.Predictor/*, inference.GRPCInferenceService/* | predict |
-| sensorium.v1.ModelRepository/* (Rescan, Load, Unload) | admin |
+| sensorium.v1.Predictor/*, inference.GRPCInferenceService/* (but the two below) | predict |
+| sensorium.v1.ModelRepository/* (Rescan, Load, Unload), inference.GRPCInferenceService/RepositoryModelLoad and RepositoryModelUnload | admin |
 | sensorium.v1.Scoring/Submit | submit |
 | sensorium.v1.Scoring/GetLeaderboard, GetSubmission, server reflection | any valid token |
 | grpc.health.v1.Health/* | none (load balancers and kubelets probe it) |
@@ -46,6 +46,8 @@ PUBLIC_PREFIXES: Final = ("/grpc.health.v1.Health/",)
 METHOD_ROLES: Final[dict[str, frozenset[str]]] = {
     "/sensorium.v1.Predictor/": frozenset({PREDICT}),
     "/inference.GRPCInferenceService/": frozenset({PREDICT}),
+    "/inference.GRPCInferenceService/RepositoryModelLoad": frozenset({ADMIN}),
+    "/inference.GRPCInferenceService/RepositoryModelUnload": frozenset({ADMIN}),
     "/sensorium.v1.ModelRepository/": frozenset({ADMIN}),
     "/sensorium.v1.Scoring/Submit": frozenset({SUBMIT}),
     "/sensorium.v1.Scoring/": ANY_ROLE,

@@ -281,6 +281,11 @@ class Live:
     n_neurons: int
     receptive_field: int
     unit_ids: np.ndarray
+    apps: list = field(default_factory=list)  # the running server.app.SensoriumServer
+
+    def server_sessions(self) -> int:
+        """Streams and sequences open on the server right now."""
+        return len(self.apps[0].plane.streams)
 
     def clip_in_process(self, video: np.ndarray, behavior: np.ndarray, pupil: np.ndarray) -> np.ndarray:
         """The clip graph run with onnxruntime in this process: [T - R + 1, N]."""
@@ -326,11 +331,16 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         max_batch_wait_ms=0.5,
     )
 
+    apps: list[SensoriumServer] = []
+
     async def start() -> tuple[int, Callable[[], Awaitable[None]]]:
         app = SensoriumServer(settings)
+        apps.append(app)
         port = await app.start()
         return port, lambda: app.stop(grace=0)
 
     server = ThreadedServer(start)
-    yield Live(server.target, repo, data, models.MOUSE, models.N_NEURONS, models.RECEPTIVE_FIELD, unit_ids)
+    yield Live(
+        server.target, repo, data, models.MOUSE, models.N_NEURONS, models.RECEPTIVE_FIELD, unit_ids, apps
+    )
     server.stop()

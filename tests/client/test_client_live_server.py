@@ -10,7 +10,7 @@ import pytest
 
 from client.errors import InvalidArgumentError, NotFoundError
 from client.predictor import AsyncPredictorClient, PredictorClient
-from client.rig import run_rig
+from client.rig import PROTOCOLS, run_rig
 from client.submission import read_submission
 from client.trials import open_session, trial_inputs
 from models.benchmark import SKIP_FRAMES
@@ -76,6 +76,30 @@ def test_rig_over_the_real_server(live) -> None:
         r = f.response
         assert r.queue_seconds + r.compute_seconds <= r.server_seconds + 1e-6
         assert r.server_seconds <= r.round_trip_seconds
+
+
+def test_rig_measures_both_protocols_alike(live, capsys: pytest.CaptureFixture[str]) -> None:
+    """--protocol kserve: one Triton sequence per trial over ModelStreamInfer, the same answers and report."""
+    folder = open_session(live.data, live.mouse)
+    trials = [trial_inputs(folder, i) for i in (1, 2)]
+    reports = {p: asyncio.run(run_rig(live.target, trials, fps=120.0, protocol=p)) for p in PROTOCOLS}
+    sensorium, kserve = reports["sensorium"], reports["kserve"]
+    assert kserve.to_dict()["protocol"] == "kserve" and kserve.version == sensorium.version == 1
+    assert len(kserve.frames) == len(sensorium.frames) == sum(t.n_frames for t in trials)
+    for a, b in zip(sensorium.frames, kserve.frames, strict=True):
+        assert (a.trial, a.sequence, a.response.warm) == (b.trial, b.sequence, b.response.warm)
+        np.testing.assert_allclose(b.response.responses, a.response.responses, rtol=0, atol=1e-6)
+        r = b.response
+        assert r.compute_seconds > 0 and r.queue_seconds + r.compute_seconds <= r.server_seconds + 1e-6
+        assert r.server_seconds <= r.round_trip_seconds and r.batch_size == 1
+    assert live.server_sessions() == 0  # every trial's last frame ended its sequence
+    main(["rig", "--target", live.target, "--data", str(live.data), "--mouse", live.mouse, "--frames", "12",
+          "--fps", "120", "--protocol", "kserve", "--json"])  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert (out["protocol"], out["frames"], out["deadline_misses"]) == ("kserve", 12, 0)
+    with pytest.raises(SystemExit):
+        main(["rig", "--target", live.target, "--data", str(live.data), "--mouse", live.mouse,
+              "--protocol", "triton"])  # fmt: skip
 
 
 def test_predict_cli_over_the_real_server(live, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:

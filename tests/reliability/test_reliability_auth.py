@@ -18,6 +18,7 @@ from reliability_support import ADMIN_TOKEN, ALL_TOKEN, PREDICT_TOKEN, SUBMIT_TO
 from protos.inference import grpc_predict_v2_pb2 as kserve_pb2
 from protos.sensorium.v1 import predictor_pb2, scoring_pb2
 from server.security.auth import TokenFileError, TokenTable, bearer_token, required_roles
+from server.testing import OTHER_MOUSE
 
 UNKNOWN_TOKEN = "not-a-known-token-0123456789abcdef"
 SECRETS = [*TOKENS.values(), UNKNOWN_TOKEN]
@@ -98,6 +99,10 @@ def test_role_table_and_bearer_parsing() -> None:
     assert required_roles("/sensorium.v1.Scoring/Submit") == {"submit"}
     assert required_roles("/sensorium.v1.Scoring/GetLeaderboard") == {"predict", "submit", "admin"}
     assert required_roles("/inference.GRPCInferenceService/ModelInfer") == {"predict"}
+    assert required_roles("/inference.GRPCInferenceService/ModelStreamInfer") == {"predict"}
+    assert required_roles("/inference.GRPCInferenceService/RepositoryIndex") == {"predict"}
+    assert required_roles("/inference.GRPCInferenceService/RepositoryModelLoad") == {"admin"}
+    assert required_roles("/inference.GRPCInferenceService/RepositoryModelUnload") == {"admin"}
     assert bearer_token([("authorization", "Bearer abc")]) == "abc"
     assert bearer_token([("Authorization", "bearer  abc ")]) == "abc"
     assert bearer_token([("authorization", "Basic abc")]) == ""
@@ -116,6 +121,14 @@ UNARY = {  # method -> (request, response class)
         kserve_pb2.ServerLiveResponse,
     ),
     "/sensorium.v1.ModelRepository/Rescan": (predictor_pb2.RescanRequest(), predictor_pb2.RescanResponse),
+    "/inference.GRPCInferenceService/RepositoryIndex": (
+        kserve_pb2.RepositoryIndexRequest(),
+        kserve_pb2.RepositoryIndexResponse,
+    ),
+    "/inference.GRPCInferenceService/RepositoryModelLoad": (  # reloads a model of the test repository
+        kserve_pb2.RepositoryModelLoadRequest(model_name=f"{OTHER_MOUSE}-clip"),
+        kserve_pb2.RepositoryModelLoadResponse,
+    ),
     "/sensorium.v1.Scoring/GetLeaderboard": (
         scoring_pb2.GetLeaderboardRequest(track="main", tier="live"),
         scoring_pb2.Leaderboard,
@@ -126,6 +139,8 @@ NEEDS = {
     "/sensorium.v1.Predictor/ListModels": {"predict", "all"},
     "/inference.GRPCInferenceService/ServerLive": {"predict", "all"},
     "/sensorium.v1.ModelRepository/Rescan": {"admin", "all"},
+    "/inference.GRPCInferenceService/RepositoryIndex": {"predict", "all"},
+    "/inference.GRPCInferenceService/RepositoryModelLoad": {"admin", "all"},
     "/sensorium.v1.Scoring/GetLeaderboard": {"predict", "submit", "admin", "all"},
     "/sensorium.v1.Predictor/StreamPredict": {"predict", "all"},
     "/sensorium.v1.Scoring/Submit": {"submit", "all"},

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +17,10 @@ import numpy as np
 import pytest
 
 from models import contract
+
+sys.path.insert(0, str(Path(__file__).parent))  # helper modules of this folder (proto_shape)
+
 from server.testing import (  # noqa: F401  (re-exported: tests/ops and tests/reliability load this file by path)
-    CONFIG_PBTXT,
     MOUSE,
     N_NEURONS,
     OTHER_MOUSE,
@@ -25,6 +28,7 @@ from server.testing import (  # noqa: F401  (re-exported: tests/ops and tests/re
     TestModelParams,
     build_clip_graph,
     build_step_graph,
+    config_pbtxt,
     make_params,
     make_trial,
     write_model,
