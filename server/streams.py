@@ -90,7 +90,9 @@ class StreamManager:
         self._on_count = on_count
         self._sessions: dict[str, StreamSession] = {}
         self._counter = itertools.count(1)
-        self.timeout_added = asyncio.Event()  # a session with its own idle timeout opened: the evictor re-plans
+        self.timeout_added = (
+            asyncio.Event()
+        )  # a session with its own idle timeout opened: the evictor re-plans
 
     def __len__(self) -> int:
         return len(self._sessions)
