@@ -29,6 +29,7 @@ import numpy as np
 from client.errors import PredictorError, ProtocolError, StreamClosedError, from_rpc_error
 from client.predictor import (
     DEFAULT_TIMEOUT_S,
+    AsyncStreamCall,
     ChannelOptions,
     FrameResponse,
     StreamInfo,
@@ -48,18 +49,20 @@ def _parameter(response: pb2.ModelInferResponse, name: str, kind: str, default: 
     return getattr(parameters[name], kind) if name in parameters else default
 
 
-class KServeSequenceStream:
-    """One Triton sequence on a ModelStreamInfer call, one frame in flight; from `AsyncKServeClient.open_stream`."""
+class KServeSequenceStream(AsyncStreamCall):
+    """One Triton sequence on a ModelStreamInfer call, one frame in flight; from `AsyncKServeClient.open_stream`.
+    Closing half-closes the call: a sequence that did not reach its END frame idles out on the server."""
+
+    rpc = "ModelStreamInfer"
 
     def __init__(
         self, call: grpc.aio.StreamStreamCall, info: StreamInfo, frames: int | None, sequence_id: int
     ) -> None:
-        self._call = call
+        super().__init__(call)
         self.info = info
         self.frames = frames  # known length: the last frame carries sequence_end
         self.sequence_id = sequence_id
         self.sequence = 0
-        self._closed = False
         self._request = pb2.ModelInferRequest(model_name=info.model, model_version=str(info.version))
         self._request.parameters["sequence_id"].int64_param = sequence_id
 
@@ -126,32 +129,6 @@ class KServeSequenceStream:
         )
         self.sequence += 1
         return out
-
-    async def close(self) -> None:
-        """Half-close the call. A sequence that did not reach its END frame idles out on the server."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            await self._call.done_writing()
-            while (await self._call.read()) is not grpc.aio.EOF:
-                pass
-        except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.CANCELLED:
-                raise from_rpc_error(exc, "ModelStreamInfer close") from None
-
-    def cancel(self) -> None:
-        self._closed = True
-        self._call.cancel()
-
-    async def __aenter__(self) -> KServeSequenceStream:
-        return self
-
-    async def __aexit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is None:
-            await self.close()
-        else:
-            self.cancel()
 
 
 class AsyncKServeClient:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Self
 
 import grpc
 import grpc.aio
@@ -505,14 +505,51 @@ def _not_ready(exc: grpc.RpcError, target: str, timeout: float) -> Exception:
 # ------------------------------------------------------------------------------------------ asyncio client
 
 
-class AsyncFrameStream:
+class AsyncStreamCall:
+    """A grpc.aio bidirectional call used with one message in flight: closing, cancelling, ``async with``."""
+
+    rpc = "stream"  # named in errors
+
+    def __init__(self, call: grpc.aio.StreamStreamCall) -> None:
+        self._call = call
+        self._closed = False
+
+    async def close(self) -> None:
+        """Half-close the call and drain it until the server ends it."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._call.done_writing()
+            while (await self._call.read()) is not grpc.aio.EOF:
+                pass
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                raise from_rpc_error(exc, f"{self.rpc} close") from None
+
+    def cancel(self) -> None:
+        self._closed = True
+        self._call.cancel()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            await self.close()
+        else:
+            self.cancel()
+
+
+class AsyncFrameStream(AsyncStreamCall):
     """grpc.aio StreamPredict call with one frame in flight; create with `AsyncPredictorClient.open_stream`."""
 
+    rpc = "StreamPredict"
+
     def __init__(self, call: grpc.aio.StreamStreamCall, info: StreamInfo) -> None:
-        self._call = call
+        super().__init__(call)
         self.info = info
         self.sequence = 0
-        self._closed = False
 
     @classmethod
     async def open(
@@ -553,31 +590,6 @@ class AsyncFrameStream:
         response = _frame_response(msg, self.sequence, t1 - t0, t2 - t1)
         self.sequence += 1
         return response
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            await self._call.done_writing()
-            while (await self._call.read()) is not grpc.aio.EOF:
-                pass
-        except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.CANCELLED:
-                raise from_rpc_error(exc, "StreamPredict close") from None
-
-    def cancel(self) -> None:
-        self._closed = True
-        self._call.cancel()
-
-    async def __aenter__(self) -> AsyncFrameStream:
-        return self
-
-    async def __aexit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is None:
-            await self.close()
-        else:
-            self.cancel()
 
 
 async def _raise_status(call: grpc.aio.Call, what: str) -> None:
