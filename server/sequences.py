@@ -110,9 +110,6 @@ class SequenceScheduler:
         self.plane = plane
         self._slots: dict[tuple[str, type, SequenceId], _Slot] = {}
 
-    def __len__(self) -> int:
-        return sum(s.session is not None for s in self._slots.values())
-
     async def step(
         self, name: str, version: int, sequence: SequenceRequest, arrays: dict[str, np.ndarray]
     ) -> tuple[Graph, FrameOutput]:
@@ -120,11 +117,8 @@ class SequenceScheduler:
         a batch axis of 1. ``version`` 0: the sequence's own version (for a START: the newest ready one)."""
         self.plane.check_serving()
         started = time.perf_counter()
-        key = (
-            name,
-            type(sequence.id),
-            sequence.id,
-        )  # uint64 1 and string "1" are different ids, as in Triton
+        # uint64 1 and string "1" are different ids, as in Triton
+        key = (name, type(sequence.id), sequence.id)
         slot = self._slots.get(key)
         if slot is None:
             slot = self._slots[key] = _Slot()
@@ -134,12 +128,7 @@ class SequenceScheduler:
                 session = self._live_session(slot)
                 if session is None and not sequence.start:
                     raise start_flag_missing(sequence.id, name)
-                if (
-                    session is not None
-                    and version
-                    and version != session.graph.version
-                    and not sequence.start
-                ):
+                if session is not None and not sequence.start and version not in (0, session.graph.version):
                     raise InvalidArgument(
                         f"model_version: sequence {sequence.id} runs on version {session.graph.version} of "
                         f"{name!r}, the request asks for version {version} (leave it empty to continue)"
@@ -169,8 +158,7 @@ class SequenceScheduler:
                 return graph, out
         finally:
             slot.users -= 1
-            if slot.users == 0 and slot.session is None:
-                self._slots.pop(key, None)
+            self._forget_if_idle(key, slot)
 
     def _start(self, key: tuple, slot: _Slot, graph: Graph, sequence_id: SequenceId) -> StreamSession:
         session = self.plane.open_sequence(
@@ -180,12 +168,15 @@ class SequenceScheduler:
         def forget(closed: StreamSession) -> None:  # evicted or drained while no request holds the slot
             if slot.session is closed:
                 slot.session = None
-            if slot.users == 0 and slot.session is None:
-                self._slots.pop(key, None)
+            self._forget_if_idle(key, slot)
 
         session.on_close.append(forget)
         slot.session = session
         return session
+
+    def _forget_if_idle(self, key: tuple, slot: _Slot) -> None:
+        if slot.users == 0 and slot.session is None and self._slots.get(key) is slot:
+            del self._slots[key]
 
     def _live_session(self, slot: _Slot) -> StreamSession | None:
         """The slot's session unless it ended (evicted, closed) or went idle too long (checked here too, so an
