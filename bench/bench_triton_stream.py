@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""Triton clients on the step graph: per-frame latency of one stream, four ways, side by side on one server.
+"""Triton clients on the step graph: per-frame latency of one stream, six ways, side by side on one server.
 
-  streampredict   sensorium.v1.Predictor/StreamPredict (client.predictor.AsyncPredictorClient, the rig's client);
-                  the server holds the state
-  triton-stream   tritonclient.grpc streaming (start_stream / async_stream_infer) on <mouse>-step with
-                  sequence_id / sequence_start / sequence_end: Triton's sequence protocol, state on the server
-  triton-infer    tritonclient.grpc infer per frame with the same sequence parameters (unary, state on the server)
-  triton-explicit tritonclient.grpc infer per frame shipping the state: every state_in_* in, every state_out_* back
+  streampredict     sensorium.v1.Predictor/StreamPredict with the project's grpc.aio client
+                    (client.predictor.AsyncPredictorClient, the rig's); the server holds the state
+  kserve-aio        ModelStreamInfer with Triton's sequence parameters from a bare grpc.aio call (Triton's own
+                    message classes, raw bytes): the same client technique as streampredict, so the difference
+                    is the protocol and the server's path, nothing else
+  triton-aio-stream tritonclient.grpc.aio `stream_infer` (asyncio, one thread), sequence_id / start / end
+  triton-stream     tritonclient.grpc `start_stream` / `async_stream_infer` (the blocking client: gRPC consumes the
+                    requests on its own thread, answers reach the callback on another) - docs/CLIENTS.md's rig
+  triton-infer      tritonclient.grpc `infer` per frame with the same sequence parameters (unary, server state)
+  triton-explicit   tritonclient.grpc `infer` per frame shipping the state: every state_in_* in, state_out_* back
 
 One frame in flight, paced at --fps (30 Hz, like a rig) and back to back (--fps 0 is added to the run). A frame's
 latency is what the client's caller sees: inputs built -> answer decoded to numpy. Each repeat runs every mode
@@ -36,8 +40,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import grpc
+import grpc.aio
 import numpy as np
 import tritonclient.grpc as triton
+import tritonclient.grpc.aio as triton_aio
+from tritonclient.grpc import service_pb2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_serving import ROOT, make_frames, pct, serve
@@ -47,7 +55,14 @@ from client.predictor import AsyncPredictorClient
 from models import contract
 from models.contract import ModelMetadata
 
-MODES = ("streampredict", "triton-stream", "triton-infer", "triton-explicit")
+MODES = (
+    "streampredict",
+    "kserve-aio",
+    "triton-aio-stream",
+    "triton-stream",
+    "triton-infer",
+    "triton-explicit",
+)
 Frames = tuple[np.ndarray, np.ndarray, np.ndarray]
 Result = tuple[list[float], list[float], np.ndarray]  # latencies, server seconds (may be empty), responses
 
@@ -83,6 +98,95 @@ def streampredict(target: str, mouse: str, frames: Frames, fps: float) -> Result
                 latencies.append(time.perf_counter() - sent)
                 server.append(response.server_seconds)
                 answers.append(response.responses)
+        return latencies, server, np.stack(answers)
+
+    return asyncio.run(run())
+
+
+def _paced(start: float, t: int, fps: float) -> asyncio.Future | None:
+    delay = start + t / fps - time.perf_counter() if fps else 0.0
+    return asyncio.sleep(delay) if delay > 0 else None
+
+
+def kserve_aio(target: str, mouse: str, frames: Frames, fps: float, sequence_id: int) -> Result:
+    """ModelStreamInfer from a bare grpc.aio call, requests built from Triton's message classes (raw bytes)."""
+    model = contract.repository_model_name(mouse, contract.STEP)
+    names = (contract.VIDEO, contract.BEHAVIOR, contract.PUPIL_CENTER)
+
+    async def run() -> Result:
+        latencies, server, answers = [], [], []
+        n = len(frames[0])
+        async with grpc.aio.insecure_channel(target) as channel:
+            call = channel.stream_stream(
+                "/inference.GRPCInferenceService/ModelStreamInfer",
+                request_serializer=service_pb2.ModelInferRequest.SerializeToString,
+                response_deserializer=service_pb2.ModelStreamInferResponse.FromString,
+            )()
+            start = time.perf_counter() + 0.05
+            for t in range(n):
+                if (sleep := _paced(start, t, fps)) is not None:
+                    await sleep
+                sent = time.perf_counter()
+                request = service_pb2.ModelInferRequest(model_name=model, id=str(t))
+                for name, array in zip(names, frames, strict=True):
+                    request.inputs.add(name=name, datatype="FP32", shape=(1, *array.shape[1:]))
+                    request.raw_input_contents.append(array[t].tobytes())
+                request.parameters["sequence_id"].int64_param = sequence_id
+                request.parameters["sequence_start"].bool_param = t == 0
+                request.parameters["sequence_end"].bool_param = t == n - 1
+                await call.write(request)
+                reply = await call.read()
+                if reply.error_message:
+                    raise RuntimeError(reply.error_message)
+                response = reply.infer_response
+                answers.append(np.frombuffer(response.raw_output_contents[0], "<f4"))
+                latencies.append(time.perf_counter() - sent)
+                server.append(response.parameters["sensorium_server_seconds"].double_param)
+            await call.done_writing()
+        return latencies, server, np.stack(answers)
+
+    return asyncio.run(run())
+
+
+def triton_aio_stream(target: str, mouse: str, frames: Frames, fps: float, sequence_id: int) -> Result:
+    """tritonclient.grpc.aio stream_infer, fed one request at a time from an asyncio queue."""
+    model = contract.repository_model_name(mouse, contract.STEP)
+
+    async def run() -> Result:
+        latencies, server, answers = [], [], []
+        n = len(frames[0])
+        pending: asyncio.Queue = asyncio.Queue()
+
+        async def requests():
+            while (request := await pending.get()) is not None:
+                yield request
+
+        client = triton_aio.InferenceServerClient(target)
+        responses = client.stream_infer(requests()).__aiter__()
+        start = time.perf_counter() + 0.05
+        try:
+            for t in range(n):
+                if (sleep := _paced(start, t, fps)) is not None:
+                    await sleep
+                sent = time.perf_counter()
+                pending.put_nowait(
+                    {
+                        "model_name": model,
+                        "inputs": _inputs(frames, t),
+                        "sequence_id": sequence_id,
+                        "sequence_start": t == 0,
+                        "sequence_end": t == n - 1,
+                    }
+                )
+                result, error = await responses.__anext__()
+                if error is not None:
+                    raise error
+                answers.append(result.as_numpy(contract.RESPONSES)[0])
+                latencies.append(time.perf_counter() - sent)
+                server.append(result.get_response().parameters["sensorium_server_seconds"].double_param)
+        finally:
+            pending.put_nowait(None)
+            await client.close()
         return latencies, server, np.stack(answers)
 
     return asyncio.run(run())
@@ -170,6 +274,8 @@ def measure(
 ) -> dict[str, dict]:
     runs: dict[str, Callable[[Frames, int], Result]] = {
         "streampredict": lambda f, i: streampredict(target, mouse, f, fps),
+        "kserve-aio": lambda f, i: kserve_aio(target, mouse, f, fps, 3000 + i),
+        "triton-aio-stream": lambda f, i: triton_aio_stream(target, mouse, f, fps, 4000 + i),
         "triton-stream": lambda f, i: triton_stream(target, mouse, f, fps, 1000 + i),
         "triton-infer": lambda f, i: triton_infer(target, mouse, f, fps, 2000 + i),
         "triton-explicit": lambda f, i: triton_explicit(target, mouse, f, fps, metadata),
@@ -262,9 +368,9 @@ def main() -> int:
         print(f"{key:<16}{cells}")
         notes = [f"answers max |diff| {row['max_abs_diff']:.1e}"]
         notes += [f"{m} server p50 {row[m]['server_p50_ms']:.2f}" for m in modes if "server_p50_ms" in row[m]]
-        if {"streampredict", "triton-stream"} <= set(modes):
-            delta = row["triton-stream"]["p50_ms"] - row["streampredict"]["p50_ms"]
-            notes.append(f"triton-stream - streampredict p50 {delta:+.2f} ms")
+        if "streampredict" in modes:
+            base = row["streampredict"]["p50_ms"]
+            notes += [f"{m} - streampredict p50 {row[m]['p50_ms'] - base:+.2f} ms" for m in modes[1:]]
         if {"triton-explicit", "triton-stream"} <= set(modes):
             ratio = row["triton-explicit"]["p50_ms"] / row["triton-stream"]["p50_ms"]
             notes.append(f"explicit state / triton-stream p50 {ratio:.2f}x")
