@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 from proto_shape import describe
@@ -249,3 +250,29 @@ def test_stream_errors_stay_in_the_stream_and_explicit_state_still_works(serving
     np.testing.assert_array_equal(got["state_out_0"], expected[1])
     first = np.frombuffer(answers[0].infer_response.raw_output_contents[0], "<f4")
     np.testing.assert_array_equal(first, expected[0][0])  # frame 0 of a sequence == stateless frame 0
+
+
+def test_sequences_share_the_stream_cap_and_free_it_at_end(serving, kit) -> None:
+    trial = kit.make_trial(seed=32, frames=3)
+    model = f"{kit.MOUSE}-step"
+
+    async def scenario():
+        async with serving(max_streams=1) as srv:
+            stub = pb2_grpc.GRPCInferenceServiceStub(srv.channel)
+            await stub.ModelInfer(_frame_request(kit, trial, 0, model, sequence_id=1, sequence_start=True))
+            with pytest.raises(grpc.aio.AioRpcError) as full:
+                await stub.ModelInfer(
+                    _frame_request(kit, trial, 0, model, sequence_id=2, sequence_start=True)
+                )
+            with pytest.raises(grpc.aio.AioRpcError) as stream_full:
+                await kit.stream_trial(srv.channel, trial)
+            await stub.ModelInfer(_frame_request(kit, trial, 1, model, sequence_id=1, sequence_end=True))
+            second = await stub.ModelInfer(
+                _frame_request(kit, trial, 0, model, sequence_id=2, sequence_start=True, sequence_end=True)
+            )
+            return full.value, stream_full.value, second, len(srv.app.plane.streams)
+
+    full, stream_full, second, live = asyncio.run(scenario())
+    assert full.code() == stream_full.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "max_streams is 1" in full.details()
+    assert second.outputs[0].name == "responses" and live == 0
