@@ -151,13 +151,16 @@ def arrays_to_infer_response(
     response = kserve_pb2.ModelInferResponse(model_name=model_name, model_version=str(version), id=request_id)
     for name, array in outputs.items():
         array = np.ascontiguousarray(array)
-        response.outputs.add(name=name, datatype=kserve_datatype(array.dtype.str), shape=array.shape)
+        response.outputs.add(name=name, datatype=kserve_datatype(array.dtype), shape=array.shape)
         response.raw_output_contents.append(_le_bytes(array))
     return response
 
 
-def kserve_datatype(numpy_dtype: str) -> str:
-    name = _KSERVE_NAMES.get(np.dtype(numpy_dtype).newbyteorder("<"))
+def kserve_datatype(numpy_dtype: str | np.dtype) -> str:
+    name = (
+        _KSERVE_NAMES.get(numpy_dtype) if isinstance(numpy_dtype, np.dtype) else None
+    )  # per frame: no parsing
+    name = name or _KSERVE_NAMES.get(np.dtype(numpy_dtype).newbyteorder("<"))
     if name is None:
         raise TypeError(f"no KServe datatype for {numpy_dtype}")
     return name

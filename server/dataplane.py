@@ -25,6 +25,7 @@ from server.streams import StreamManager, StreamSession
 from server.validation import as_float32, check_shape
 
 log = logging.getLogger(__name__)
+FRAME_FIELDS = ("frame.video", "frame.behavior", "frame.pupil_center")  # StreamPredict's names in errors
 
 
 @dataclass
@@ -174,6 +175,24 @@ class DataPlane:
         self._batcher(graph)
         return session
 
+    def frame_feeds(
+        self,
+        graph: Graph,
+        video: np.ndarray,
+        behavior: np.ndarray,
+        pupil_center: np.ndarray,
+        fields: tuple[str, str, str] = FRAME_FIELDS,
+    ) -> dict[str, np.ndarray]:
+        """One frame's graph inputs: shapes checked, float32, finite; errors name ``fields``."""
+        check_shape(video, graph.frame_shape, fields[0], ("H", "W"))
+        check_shape(behavior, (2,), fields[1])
+        check_shape(pupil_center, (2,), fields[2])
+        return {
+            contract.VIDEO: as_float32(video, fields[0]),
+            contract.BEHAVIOR: as_float32(behavior, fields[1]),
+            contract.PUPIL_CENTER: as_float32(pupil_center, fields[2]),
+        }
+
     async def step(
         self,
         session: StreamSession,
@@ -185,28 +204,24 @@ class DataPlane:
         """One frame through the stream's step graph; the session's state moves on only on success."""
         started = time.perf_counter()
         with failures_counted(session.graph.stats, started):
-            return await self._step(session, started, sequence, video, behavior, pupil_center)
+            session.check_sequence(sequence)
+            frame = self.frame_feeds(session.graph, video, behavior, pupil_center)
+            return await self._step(session, started, frame)
+
+    async def step_checked(
+        self, session: StreamSession, frame: dict[str, np.ndarray], started: float
+    ) -> FrameOutput:
+        """`step` for a frame already through `frame_feeds` (received at perf_counter ``started``): KServe
+        sequences check the frame before they touch the sequence."""
+        with failures_counted(session.graph.stats, started):
+            return await self._step(session, started, frame)
 
     async def _step(
-        self,
-        session: StreamSession,
-        started: float,
-        sequence: int,
-        video: np.ndarray,
-        behavior: np.ndarray,
-        pupil_center: np.ndarray,
+        self, session: StreamSession, started: float, frame: dict[str, np.ndarray]
     ) -> FrameOutput:
-        session.check_sequence(sequence)
         graph = session.graph
-        check_shape(video, graph.frame_shape, "frame.video", ("H", "W"))
-        check_shape(behavior, (2,), "frame.behavior")
-        check_shape(pupil_center, (2,), "frame.pupil_center")
-        inputs = {
-            contract.VIDEO: as_float32(video, "frame.video"),
-            contract.BEHAVIOR: as_float32(behavior, "frame.behavior"),
-            contract.PUPIL_CENTER: as_float32(pupil_center, "frame.pupil_center"),
-            **session.state,
-        }
+        inputs = {**frame, **session.state}
+        warm = session.next_sequence >= session.warmup_frames
         batcher = self._batcher(graph)
         submitted = time.perf_counter()
         session.busy = True
@@ -224,7 +239,7 @@ class DataPlane:
         )
         return FrameOutput(
             responses=result.outputs[contract.RESPONSES],
-            warm=sequence >= session.warmup_frames,
+            warm=warm,
             queue_s=result.queue_s,
             compute_s=result.compute_s,
             batch_size=result.batch_size,

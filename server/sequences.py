@@ -32,12 +32,13 @@ from server.model_config import sequence_idle_seconds
 from server.registry import Graph
 from server.statistics import failures_counted
 from server.streams import StreamSession
-from server.validation import as_float32, check_shape
+from server.validation import check_shape
 
 log = logging.getLogger(__name__)
 
 SequenceId = int | str
 FRAME_INPUTS = (contract.VIDEO, contract.BEHAVIOR, contract.PUPIL_CENTER)
+KSERVE_FIELDS = ("inputs[video]", "inputs[behavior]", "inputs[pupil_center]")
 
 
 @dataclass(frozen=True)
@@ -60,23 +61,22 @@ def start_flag_missing(sequence_id: SequenceId, model: str) -> InvalidArgument:
     )
 
 
-def frame_inputs(graph: Graph, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """video, behavior, pupil_center of one frame (batch axis dropped) after checking names and shapes."""
-    state = sorted(set(arrays) & {s.input_name for s in graph.state})
-    if state:
-        raise InvalidArgument(
-            f"inputs: {state} are held by the server for sequence requests; send only {list(FRAME_INPUTS)} "
-            "(or leave out sequence_id and send every state tensor yourself)"
-        )
-    missing, extra = sorted(set(FRAME_INPUTS) - set(arrays)), sorted(set(arrays) - set(FRAME_INPUTS))
-    if missing or extra:
+def frame_inputs(plane: DataPlane, graph: Graph, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The request's frame as graph inputs (`DataPlane.frame_feeds`) after checking names and batch axis."""
+    if len(arrays) != len(FRAME_INPUTS) or any(name not in arrays for name in FRAME_INPUTS):
+        state = sorted(set(arrays) & {s.input_name for s in graph.state})
+        if state:
+            raise InvalidArgument(
+                f"inputs: {state} are held by the server for sequence requests; send only {list(FRAME_INPUTS)} "
+                "(or leave out sequence_id and send every state tensor yourself)"
+            )
+        missing, extra = sorted(set(FRAME_INPUTS) - set(arrays)), sorted(set(arrays) - set(FRAME_INPUTS))
         raise InvalidArgument(
             f"inputs: model {graph.name!r} needs {list(FRAME_INPUTS)} in a sequence; missing {missing}, "
             f"unknown {extra}"
         )
     h, w = graph.frame_shape
-    expected = {contract.VIDEO: (1, h, w), contract.BEHAVIOR: (1, 2), contract.PUPIL_CENTER: (1, 2)}
-    for name, shape in expected.items():
+    for name, shape in zip(FRAME_INPUTS, ((1, h, w), (1, 2), (1, 2)), strict=True):
         array = arrays[name]
         if array.ndim == len(shape) and array.shape[0] > 1:
             raise InvalidArgument(
@@ -84,8 +84,8 @@ def frame_inputs(graph: Graph, arrays: dict[str, np.ndarray]) -> tuple[np.ndarra
                 "sequence batcher"
             )
         check_shape(array, shape, f"inputs[{name}]")
-    video, behavior, pupil = (as_float32(arrays[n][0], f"inputs[{n}]") for n in FRAME_INPUTS)
-    return video, behavior, pupil
+    video, behavior, pupil_center = (arrays[name][0] for name in FRAME_INPUTS)
+    return plane.frame_feeds(graph, video, behavior, pupil_center, KSERVE_FIELDS)
 
 
 def correlation_id_missing(model: str) -> InvalidArgument:
@@ -135,7 +135,7 @@ class SequenceScheduler:
                     )
                 graph = self.plane.registry.graph(name, version) if sequence.start else session.graph
                 with failures_counted(graph.stats, started):
-                    video, behavior, pupil_center = frame_inputs(graph, arrays)
+                    frame = frame_inputs(self.plane, graph, arrays)
                 if sequence.start:
                     if session is not None:
                         log.warning(
@@ -148,7 +148,7 @@ class SequenceScheduler:
                     session = self._start(key, slot, graph, sequence.id)
                 assert session is not None
                 try:
-                    out = await self.plane.step(session, session.next_sequence, video, behavior, pupil_center)
+                    out = await self.plane.step_checked(session, frame, started)
                 except BaseException:
                     if sequence.start:  # a START that failed starts nothing
                         self._end(slot)
