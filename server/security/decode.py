@@ -54,6 +54,17 @@ class _GuardedContext:
             await self._context.abort(grpc.StatusCode.INVALID_ARGUMENT, message.details)
         return message
 
+    async def read_or_marker(self) -> Any:
+        """The next message, or the `Undecodable` marker for the servicer to end the call itself: a servicer
+        that writes from another task must let that write finish before the call's status is sent."""
+        return await self._context.read()
+
+
+async def read_message(context: Any) -> Any:
+    """``context.read()``, but an undecodable message comes back as `Undecodable` instead of ending the call."""
+    reader = getattr(context, "read_or_marker", None)
+    return await (reader() if reader is not None else context.read())
+
 
 async def _guarded_iterator(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator:
     async for message in requests:

@@ -33,6 +33,7 @@ from server.dataplane import DataPlane, FrameOutput
 from server.errors import FailedPrecondition, InvalidArgument, NotFound, ServingError
 from server.model_config import PLATFORM, describe_graph
 from server.registry import Graph, TensorSpec
+from server.security.decode import Undecodable, read_message
 from server.sequences import SequenceScheduler, correlation_id_missing
 from server.status import rpc, status_of
 
@@ -152,19 +153,23 @@ class KServeServicer(pb2_grpc.GRPCInferenceServiceServicer):
         tasks: set[asyncio.Task] = set()
         try:
             while True:
-                request = await context.read()
-                if request is grpc.aio.EOF:
+                request = await read_message(context)
+                if request is grpc.aio.EOF or isinstance(request, Undecodable):
                     break
                 task = asyncio.create_task(self._stream_answer(request))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
                 answers.put_nowait(task)
             answers.put_nowait(None)
-            await writer
+            await writer  # the answers to everything before the end (or the garbage) go out first
+            if isinstance(request, Undecodable):
+                raise InvalidArgument(request.details)
         finally:
-            writer.cancel()
             for task in tasks:
                 task.cancel()
+            writer.cancel()
+            # No write may be in flight when the call's status goes out (gRPC refuses a second operation).
+            await asyncio.gather(writer, return_exceptions=True)
 
     async def _write_answers(
         self, answers: asyncio.Queue[asyncio.Task[pb2.ModelStreamInferResponse] | None], context

@@ -276,3 +276,27 @@ def test_sequences_share_the_stream_cap_and_free_it_at_end(serving, kit) -> None
     assert full.code() == stream_full.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "max_streams is 1" in full.details()
     assert second.outputs[0].name == "responses" and live == 0
+
+
+def test_garbage_in_a_stream_ends_it_after_the_answers_before_it(serving, kit) -> None:
+    trial = kit.make_trial(seed=33, frames=2)
+    first = _frame_request(kit, trial, 0, f"{kit.MOUSE}-step", sequence_id=4, sequence_start=True)
+
+    async def scenario():
+        async with serving() as srv:
+            call = srv.channel.stream_stream(
+                "/inference.GRPCInferenceService/ModelStreamInfer",
+                response_deserializer=pb2.ModelStreamInferResponse.FromString,
+            )(iter([first.SerializeToString(), b"\xb4\x11"]), timeout=10)
+            answers = []
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                async for answer in call:
+                    answers.append(answer)
+            await asyncio.sleep(0.05)
+            return answers, info.value, len(srv.app.plane.streams)
+
+    answers, error, live = asyncio.run(scenario())
+    assert [a.infer_response.id for a in answers] == ["r0"] and not answers[0].error_message
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid inference.ModelInferRequest" in error.details()
+    assert live == 1  # the sequence outlives the stream (as in Triton): it ends by END or by idling out
