@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +56,25 @@ class SynthConfig:
     like_sensorium: bool = False
     calibration_movies: int = 8  # movies that set each neuron's scale and noise level (not written)
     meta_dir: str = str(META_DIR)
+    # Index of the first mouse drawn: mice of one seed are numbered 0, 1, ...; `like_config` starts after the
+    # mice of an existing dataset to draw new mice of the same ground truth (filter bank, stimuli).
+    first_mouse: int = 0
+
+
+def like_config(like_dir: Path | str, new_mice: int = 1, **overrides: object) -> SynthConfig:
+    """The config of `new_mice` new mice of the same ground truth as the dataset in `like_dir` (its synth.json):
+    same seed, filter bank and stimuli, the next mouse numbers (new neurons, new sessions). `overrides`
+    (e.g. neurons, train_trials) replace the dataset's values."""
+    manifest_path = Path(like_dir) / "synth.json"
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"{manifest_path}: no synth.json (--like needs a `data synth` output folder)")
+    recorded = json.loads(manifest_path.read_text()).get("config", {})
+    known = {f for f in SynthConfig.__dataclass_fields__}
+    base = SynthConfig(**{k: v for k, v in recorded.items() if k in known})
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown synth option(s) {unknown}")
+    return replace(base, **overrides, mice=new_mice, first_mouse=base.first_mouse + base.mice)
 
 
 @dataclass
@@ -206,14 +225,15 @@ def generate(out: Path | str, cfg: SynthConfig | None = None, progress: bool = T
     out = Path(out)
     started = time.perf_counter()
     n_mice = cfg.mice if not cfg.like_sensorium else min(cfg.mice, 10)
-    plans = [_mouse_plan(cfg, m) for m in range(n_mice)]
+    indices = [cfg.first_mouse + m for m in range(n_mice)]  # mouse numbers: they seed each mouse's draws
+    plans = [_mouse_plan(cfg, m) for m in indices]
     calibration_maps = [
         pop_mod.spatial_maps(make_stimulus(0, (cfg.seed, CALIBRATION, j)))
         for j in range(cfg.calibration_movies)
     ]
     populations = []
     for m, plan in enumerate(plans):
-        rng = np.random.default_rng([cfg.seed, 2, m])
+        rng = np.random.default_rng([cfg.seed, 2, indices[m]])
         cal = _calibration(cfg.seed, plan.scales, calibration_maps)
         populations.append(
             pop_mod.build_population(
@@ -252,10 +272,10 @@ def generate(out: Path | str, cfg: SynthConfig | None = None, progress: bool = T
                 plan, trial = plans[m], plans[m].trials[i]
                 same_video_as = first_use.setdefault(m, i)
                 behavior, pupil_center = behaviour_traces(
-                    np.random.default_rng([cfg.seed, 3, m, i]), video.shape[0], plan.scales
+                    np.random.default_rng([cfg.seed, 3, indices[m], i]), video.shape[0], plan.scales
                 )
                 rates = populations[m].rates(maps, behavior, pupil_center)
-                responses = populations[m].sample(np.random.default_rng([cfg.seed, 4, m, i]), rates)
+                responses = populations[m].sample(np.random.default_rng([cfg.seed, 4, indices[m], i]), rates)
                 public[m].write_trial(
                     i,
                     trial.tier,
@@ -291,4 +311,4 @@ def _tier_counts(plan: MousePlan) -> dict[str, int]:
     return dict(counts)
 
 
-__all__ = ["TIER_ORACLE", "SynthConfig", "generate"]
+__all__ = ["TIER_ORACLE", "SynthConfig", "generate", "like_config"]
