@@ -1,4 +1,5 @@
-"""Subcommands of the models area (registered by server.cli): `train` (models/training/cli.py) and `export`.
+"""Subcommands of the models area (registered by server.cli): `train` (models/training/cli.py), `adapt`
+(models/adapt/cli.py) and `export`.
 
 Argument parsing only: torch is imported when a command runs, so `sensorium-serve --help` stays light.
 """
@@ -9,6 +10,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from models.adapt.cli import add_adapt_command
 from models.benchmark import PARITY_TOLERANCE
 from models.training.cli import add_train_command
 
@@ -92,4 +94,5 @@ def run_export(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     add_train_command(subparsers)
+    add_adapt_command(subparsers)
     add_export_command(subparsers)

@@ -156,14 +156,23 @@ class SensoriumModel(nn.Module):
         # -> [B, T - R + 1, N]
         if video.shape[1] < self.receptive_field:
             raise ValueError(f"clip has {video.shape[1]} frames, the model needs >= {self.receptive_field}")
-        features = self.core(self.core_input(video, behavior))  # [B, C, T', H', W']
-        if self.gru is not None:
-            features = self.gru(features)  # [B, Ch, T', H', W']
+        features = self.shared_features(video, behavior)  # [B, C, T', H', W']
         b, t = features.shape[0], features.shape[2]
-        shift = self.shift(session, pupil_center[:, self.receptive_field - 1 :])  # [B, T', 2]
         frames = features.transpose(1, 2).flatten(0, 1)  # [B * T', C, H', W']
-        out = self.readout(session)(frames, shift.flatten(0, 1))  # [B * T', N]
-        return (F.elu(out) + 1).reshape(b, t, out.shape[-1])
+        pupil = pupil_center[:, self.receptive_field - 1 :].flatten(0, 1)  # [B * T', 2]
+        out = self.frame_responses(session, frames, pupil)  # [B * T', N]
+        return out.reshape(b, t, out.shape[-1])
+
+    def shared_features(self, video: torch.Tensor, behavior: torch.Tensor) -> torch.Tensor:
+        # video [B, T, H, W], behavior [B, T, K] -> [B, C, T - R + 1, H', W']: the part every mouse shares (core,
+        # then the GRU), what adapting to a new mouse keeps frozen (models/adapt)
+        features = self.core(self.core_input(video, behavior))
+        return features if self.gru is None else self.gru(features)
+
+    def frame_responses(self, session: str, frames: torch.Tensor, pupil_center: torch.Tensor) -> torch.Tensor:
+        # shared features of M frames [M, C, H', W'], pupil centre at those frames [M, 2] -> rates [M, N]
+        out = self.readout(session)(frames, self.shift(session, pupil_center))
+        return F.elu(out) + 1
 
     # -- the clip split for export: trunk once per clip, head once per frame ---------------------------------
     def trunk(

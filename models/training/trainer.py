@@ -56,6 +56,15 @@ def _set_threads(threads: int | None, ctx: dist_utils.DistContext) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
 
 
+def plateau_scheduler(
+    optimizer: torch.optim.Optimizer, factor: float, patience: int, threshold: float
+) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
+    """lr x `factor` after `patience` epochs in which the oracle correlation rose by less than `threshold`."""
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=factor, patience=patience, threshold=threshold, threshold_mode="abs"
+    )
+
+
 def _stop_reason(completed: int, best_epoch: int, lr: float, options: TrainOptions) -> str | None:
     """Why training stops before the next epoch (early stopping), or None."""
     if best_epoch and completed - best_epoch >= options.early_stop_patience:
@@ -189,14 +198,7 @@ def _train(
         log.info("%s: readout positions initialised from RF mapping (fit RMS %.3f grid units)", s, rms)
     model.to(ctx.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer,
-        mode="max",
-        factor=options.lr_factor,
-        patience=options.lr_patience,
-        threshold=options.threshold,
-        threshold_mode="abs",
-    )
+    scheduler = plateau_scheduler(optimizer, options.lr_factor, options.lr_patience, options.threshold)
 
     start_epoch, best_score, history = 0, -math.inf, []
     if resume:
