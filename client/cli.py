@@ -6,6 +6,7 @@ Light to import: handlers import grpc, numpy and the client modules when they ru
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import json
@@ -13,6 +14,8 @@ import sys
 from pathlib import Path
 
 from models.benchmark import FPS, TIERS
+
+DEFAULT_RIG_TIER = "live_test_main"
 
 # Modules of other engineers that contribute subcommands through their own add_commands(subparsers).
 CONTRIBUTED = ("client.scoring", "client.demo", "client.insilico")
@@ -61,10 +64,29 @@ def _add_rig(subparsers: argparse._SubParsersAction) -> None:
     _add_target(p)
     p.add_argument("--data", required=True, type=Path, metavar="DIR/public", help="released dataset folder")
     p.add_argument("--mouse", required=True, metavar="SESSION", help="session folder name (= model name)")
-    p.add_argument("--tier", default="live_test_main", choices=TIERS, help="tier to take trials from")
+    p.add_argument(
+        "--tier",
+        action="append",
+        choices=TIERS,
+        help="tier to take trials from (default live_test_main); repeatable: --trials K of each, in order",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="stream to this model instead of --mouse's (e.g. while recording a new mouse)",
+    )
+    p.add_argument(
+        "--record",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write what was streamed, with each trial's responses as the rig's measurement, as a session "
+        "folder DIR/<session> in the released layout (tiers kept, statistics over its train trials): the input "
+        "of `sensorium-serve adapt --data DIR` (docs/TRAINING.md)",
+    )
     p.add_argument("--fps", type=float, default=float(FPS), help=f"frame rate (default {FPS})")
     p.add_argument(
-        "--trials", type=int, default=1, metavar="K", help="number of trials to replay (default 1)"
+        "--trials", type=int, default=1, metavar="K", help="number of trials to replay per tier (default 1)"
     )
     p.add_argument(
         "--frames", type=int, default=None, metavar="F", help="only the first F frames of each trial"
@@ -107,7 +129,14 @@ def _client_errors() -> tuple[type[BaseException], ...]:
     from client.errors import PredictorError
     from client.submission import SubmissionFormatError
 
-    return (PredictorError, SubmissionFormatError, FileNotFoundError, LookupError, ValueError)
+    return (
+        PredictorError,
+        SubmissionFormatError,
+        FileNotFoundError,
+        FileExistsError,
+        LookupError,
+        ValueError,
+    )
 
 
 def _run_rig(args: argparse.Namespace) -> int:
@@ -136,10 +165,14 @@ def _rig(args: argparse.Namespace) -> int:
     if args.trials < 1:
         raise ValueError("--trials must be >= 1")
     folder = open_session(args.data, args.mouse)
-    indices = [int(i) for i in folder.trials(args.tier)][: args.trials]
-    if not indices:
-        raise ValueError(f"session {args.mouse} has no trials of tier {args.tier!r}")
-    trials = [trial_inputs(folder, i) for i in indices]
+    indices = []
+    for tier in args.tier or [DEFAULT_RIG_TIER]:
+        in_tier = [int(i) for i in folder.trials(tier)][: args.trials]
+        if not in_tier:
+            raise ValueError(f"session {args.mouse} has no trials of tier {tier!r}")
+        indices += in_tier
+    recording = args.record is not None
+    trials = [trial_inputs(folder, i, with_responses=recording) for i in indices]
     if args.frames:
         from dataclasses import replace
 
@@ -149,22 +182,35 @@ def _rig(args: argparse.Namespace) -> int:
                 video=t.video[: args.frames],
                 behavior=t.behavior[: args.frames],
                 pupil_center=t.pupil_center[: args.frames],
+                responses=None if t.responses is None else t.responses[: args.frames],
             )
             for t in trials
         ]
-    report = asyncio.run(
-        run_rig(
-            args.target,
-            trials,
-            args.fps,
-            version=args.version,
-            frame_dtype=np.uint8 if args.uint8 else np.float32,
-            round_robin=args.round_robin,
-            progress=not args.json and sys.stderr.isatty(),
-            protocol=args.protocol,
-            **security_from_args(args),
+    with contextlib.ExitStack() as stack:
+        recorder = None
+        if recording:  # written on leaving, with the trials recorded so far even after an error
+            from client.recording import SessionRecorder
+
+            recorder = stack.enter_context(
+                SessionRecorder(args.record, folder.session, folder.unit_ids, folder.coordinates)
+            )
+        report = asyncio.run(
+            run_rig(
+                args.target,
+                trials,
+                args.fps,
+                version=args.version,
+                frame_dtype=np.uint8 if args.uint8 else np.float32,
+                round_robin=args.round_robin,
+                progress=not args.json and sys.stderr.isatty(),
+                protocol=args.protocol,
+                model=args.model,
+                recorder=recorder,
+                **security_from_args(args),
+            )
         )
-    )
+    if recorder is not None:
+        print(f"recorded {len(recorder.tiers)} trials to {recorder.path}", file=sys.stderr)
     if args.json:
         print(json.dumps(report.to_dict()))
     else:

@@ -26,6 +26,7 @@ import numpy as np
 
 from client.kserve import AsyncKServeClient
 from client.predictor import AsyncPredictorClient, FrameResponse
+from client.recording import SessionRecorder
 from client.tensors import pixels_to_uint8
 from client.trials import TrialInputs
 
@@ -140,12 +141,24 @@ async def replay_trial(
     frame_dtype: type = np.float32,
     stream_id: str = "",
     report: RigReport | None = None,
+    model: str | None = None,
+    recorder: SessionRecorder | None = None,
 ) -> list[FrameTiming]:
-    """Stream one trial at `fps` with one frame in flight; returns per-frame timings."""
+    """Stream one trial at `fps` with one frame in flight; returns per-frame timings.
+
+    `model`: the model to stream to (default: the trial's mouse). `recorder`: each streamed frame is handed to it
+    with the trial's responses at that frame (what a replaying rig "measured"), and the trial ends with its tier.
+    """
+    if recorder is not None and trial.responses is None:
+        raise ValueError(
+            f"trial {trial.index}: recording needs its responses (trial_inputs(..., with_responses))"
+        )
     period = 1.0 / fps
     video = pixels_to_uint8(trial.video) if frame_dtype is np.uint8 else trial.video
     timings: list[FrameTiming] = []
-    async with await client.open_stream(trial.mouse, version, stream_id, frames=trial.n_frames) as stream:
+    async with await client.open_stream(
+        model or trial.mouse, version, stream_id, frames=trial.n_frames
+    ) as stream:
         if report is not None:
             report.version = stream.info.version
         t0 = time.perf_counter()
@@ -158,6 +171,11 @@ async def replay_trial(
             timings.append(
                 FrameTiming(trial.index, i, sent - due, done - sent, done > due + period, response)
             )
+            if recorder is not None:
+                assert trial.responses is not None
+                recorder.add_frame(video[i], trial.behavior[i], trial.pupil_center[i], trial.responses[i])
+    if recorder is not None:
+        recorder.end_trial(trial.tier)
     return timings
 
 
@@ -173,16 +191,23 @@ async def run_rig(
     token: str | None = None,
     credentials: Any = None,
     protocol: str = "sensorium",
+    model: str | None = None,
+    recorder: SessionRecorder | None = None,
 ) -> RigReport:
     """Replay `trials` (one mouse) one after another over `protocol` (a `PROTOCOLS` key); returns the report
-    with every frame's timing."""
+    with every frame's timing.
+
+    `model`: stream to this model instead of the trials' mouse; `recorder`: record what was streamed (see
+    `replay_trial`)."""
     if not trials:
         raise ValueError("no trials to replay")
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-    report = RigReport(target, trials[0].mouse, version, fps, [t.index for t in trials], protocol=protocol)
+    report = RigReport(
+        target, model or trials[0].mouse, version, fps, [t.index for t in trials], protocol=protocol
+    )
     async with PROTOCOLS[protocol](
         target, round_robin=round_robin, token=token, credentials=credentials
     ) as client:
@@ -202,6 +227,8 @@ async def run_rig(
                 frame_dtype=frame_dtype,
                 stream_id=f"rig-trial-{trial.index}",
                 report=report,
+                model=model,
+                recorder=recorder,
             )
             report.frames.extend(frames)
             if bar is not None:

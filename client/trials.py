@@ -21,6 +21,10 @@ class TrialInputs:
     video: np.ndarray  # (T, H, W) float32 raw pixels 0..255
     behavior: np.ndarray  # (T, 2) float32
     pupil_center: np.ndarray  # (T, 2) float32
+    tier: str = ""
+    responses: np.ndarray | None = (
+        None  # (T, N) float32 raw units: what a replaying rig "measured" (--record)
+    )
 
     @property
     def n_frames(self) -> int:
@@ -44,12 +48,15 @@ def open_session(data: Path, mouse: str) -> MouseFolder:
     return open_mouse(root)
 
 
-def trial_inputs(folder: MouseFolder, index: int) -> TrialInputs:
-    """One trial's inputs at its true length, frame-major and contiguous."""
+def trial_inputs(folder: MouseFolder, index: int, with_responses: bool = False) -> TrialInputs:
+    """One trial's inputs at its true length, frame-major and contiguous (and its responses, if asked)."""
+    responses = folder.responses(index).T if with_responses else None
     return TrialInputs(
         mouse=folder.session,
         index=int(index),
         video=np.ascontiguousarray(np.moveaxis(folder.video(index), -1, 0), dtype=np.float32),
         behavior=np.ascontiguousarray(folder.behavior(index).T, dtype=np.float32),
         pupil_center=np.ascontiguousarray(folder.pupil_center(index).T, dtype=np.float32),
+        tier=str(folder.tiers[index]),
+        responses=None if responses is None else np.ascontiguousarray(responses, dtype=np.float32),
     )
