@@ -26,7 +26,7 @@ from server.dataplane import DataPlane
 from server.errors import Unavailable
 from server.metrics import ServerMetrics
 from server.providers import resolve_providers
-from server.registry import Registry, make_session_factory
+from server.registry import Change, Registry, make_session_factory
 from server.security.auth import AuthInterceptor, TokenTable
 from server.security.decode import DecodeGuardInterceptor
 from server.security.tls import server_credentials
@@ -53,6 +53,7 @@ class SensoriumServer:
         self._health = health.aio.HealthServicer()
         self._executor: ThreadPoolExecutor | None = None
         self._evictor: asyncio.Task | None = None
+        self._watcher: asyncio.Task | None = None
         self._stopped = asyncio.Event()
 
     async def start(self) -> int:
@@ -138,6 +139,9 @@ class SensoriumServer:
             self._web = WebServer(ScoreStore(s.db_url), s.host, s.web_port, self._trace_source(), results)
             self.web_port = self._web.start()
         self._evictor = asyncio.create_task(self._evict_forever())
+        if s.watch_s > 0:
+            self._watcher = asyncio.create_task(self._watch_forever())
+            log.info("watching %s for model changes every %g s", s.repo, s.watch_s)
         log.info(
             "serving on %s:%d (metrics %s); batching %s (max %d, wait %.1f ms), max %d streams",
             s.host, self.port, f"http://{s.host}:{self.http_port}/metrics" if self.http_port else "off",
@@ -173,12 +177,29 @@ class SensoriumServer:
             streams.timeout_added.clear()
             self.metrics.evictions.inc(len(streams.evict_idle()))
 
+    async def _watch_forever(self) -> None:
+        """`serve --watch`: re-scan the repository periodically (off the event loop: loads run in a thread)."""
+        assert self.plane is not None
+        while True:
+            await asyncio.sleep(self.settings.watch_s)
+            try:
+                changes = await self.plane.rescan()
+            except Exception:  # a bad repository state must not end the watch
+                log.exception("watch: re-scanning %s failed", self.settings.repo)
+                continue
+            if changes:
+                log.info("watch: %s", describe_changes(changes))
+
     async def stop(self, grace: float | None = None) -> None:
         """Drain and stop: NOT_SERVING, refuse new calls, end streams after their frame in flight, wait, close."""
         if self._server is None or self.plane is None:
             return
         grace = self.settings.shutdown_grace_s if grace is None else grace
         log.info("draining: %d open streams, grace %.1f s", len(self.plane.streams), grace)
+        if self._watcher is not None:  # no model loads while draining
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
         self.plane.draining = True
         await self._health.enter_graceful_shutdown()
         self.plane.streams.terminate_all(
@@ -213,9 +234,12 @@ def _log_rescan(task: asyncio.Future) -> None:
     if task.exception() is not None:
         log.error("SIGHUP rescan failed: %s", task.exception())
         return
-    changes = task.result()
-    log.info(
-        "SIGHUP rescan: %s", ", ".join(f"{c.name}/{c.version} {c.action}" for c in changes) or "no changes"
+    log.info("SIGHUP rescan: %s", describe_changes(task.result()) or "no changes")
+
+
+def describe_changes(changes: list[Change]) -> str:
+    return ", ".join(
+        f"{c.name}/{c.version} {c.action}" + (f" ({c.reason})" if c.reason else "") for c in changes
     )
 
 

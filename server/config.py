@@ -13,6 +13,7 @@ from typing import Any, get_type_hints
 ENV_PREFIX = "SENSORIUM_SERVE_"
 BATCHING_MODES = ("auto", "on", "off")
 MAX_BATCH_WAIT_LIMIT_MS = 10.0  # a longer wait would eat a visible part of the 33 ms frame budget
+DEFAULT_WATCH_S = 2.0  # `serve --watch` without a value: the repository is re-scanned this often
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class Settings:
     clip_workers: int = 2  # threads for PredictClip / ModelInfer
     step_workers: int = 0  # threads running step calls per graph version; 0 = cores // intra-op threads
     shutdown_grace_s: float = 10.0
+    # Re-scan the model repository every this many seconds (`--watch`): new versions load while streams run.
+    watch_s: float = 0.0  # 0 = off (SIGHUP or `sensorium-serve rescan` only)
     # Scoring service (server/scoring): enabled when truth_dir is set.
     truth_dir: Path | None = None
     db_url: str = "sqlite:///sensorium-scores.sqlite"
@@ -80,6 +83,8 @@ class Settings:
         for name in ("intra_op_threads", "inter_op_threads", "submissions_per_day", "step_workers"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.watch_s < 0:
+            problems.append(f"watch_s must be >= 0 (0: off), got {self.watch_s}")
         if self.idle_timeout_s <= 0 or self.shutdown_grace_s < 0:
             problems.append("idle_timeout_s must be > 0 and shutdown_grace_s >= 0")
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -167,13 +172,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "tls_cert": "PEM certificate chain: serve TLS (with --tls-key)",
         "tls_key": "PEM private key of --tls-cert",
         "tls_client_ca": "PEM CA certificate: require client certificates signed by it (mutual TLS)",
+        "watch_s": "re-scan --repo every SECONDS (--watch alone: every "
+        f"{DEFAULT_WATCH_S:g} s): exported models and versions load, changed ones reload, removed ones unload, "
+        "while streams run (0: off; SIGHUP and `sensorium-serve rescan` always work)",
     }
     flag_names = {"truth_dir": "--truth", "db_url": "--db", "insilico_dir": "--insilico"}
     defaults = Settings()
     for name, kind in _field_types().items():
         flag = flag_names.get(name, "--" + name.replace("_", "-"))
         text = f"{helps.get(name, name.replace('_', ' '))} [env {ENV_PREFIX}{name.upper()}; default {getattr(defaults, name)}]"
-        if name == "batching":
+        if name == "watch_s":
+            parser.add_argument(
+                "--watch",
+                dest=name,
+                nargs="?",
+                const=DEFAULT_WATCH_S,
+                type=float,
+                metavar="SECONDS",
+                help=text,
+            )
+        elif name == "batching":
             parser.add_argument(flag, dest=name, nargs="?", const="on", choices=BATCHING_MODES, help=text)
             parser.add_argument(
                 "--no-batching", dest=name, action="store_const", const="off", help="= --batching off"

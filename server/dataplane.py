@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,20 @@ from server.validation import as_float32, check_shape
 
 log = logging.getLogger(__name__)
 FRAME_FIELDS = ("frame.video", "frame.behavior", "frame.pupil_center")  # StreamPredict's names in errors
+
+# Model loads (rescan, load, `serve --watch`) run in one thread at this niceness: a load takes a core for a
+# fraction of a second per graph, and the threads serving streams must win the CPU meanwhile (Linux: per thread).
+LOADER_NICENESS = 10
+
+
+def _background_priority() -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOADER_NICENESS)
+    except (
+        AttributeError,
+        OSError,
+    ) as exc:  # not Linux, or not allowed: loads then compete at normal priority
+        log.debug("model loader keeps the normal priority: %s", exc)
 
 
 @dataclass
@@ -54,6 +69,9 @@ class DataPlane:
         self.draining = False
         self._batchers: dict[int, GraphBatcher] = {}
         self._batchers_lock = threading.Lock()
+        self._loader = ThreadPoolExecutor(
+            1, thread_name_prefix="model-loader", initializer=_background_priority
+        )
 
     def check_serving(self) -> None:
         if self.draining:
@@ -287,17 +305,24 @@ class DataPlane:
 
     # ---- repository -----------------------------------------------------------------------------------------
     async def rescan(self) -> list[Change]:
-        return await asyncio.to_thread(self.registry.scan)
+        return await asyncio.get_running_loop().run_in_executor(self._loader, self.registry.scan)
 
     async def load(self, name: str, version: int) -> list[Change]:
-        return await asyncio.to_thread(self.registry.load, name, version)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._loader, self.registry.load, name, version
+        )
 
     async def unload(self, name: str, version: int) -> list[Change]:
-        return await asyncio.to_thread(self.registry.unload, name, version)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._loader, self.registry.unload, name, version
+        )
 
     def close(self) -> None:
         with self._batchers_lock:
             batchers, self._batchers = list(self._batchers.values()), {}
         for batcher in batchers:
             batcher.stop()
+        self._loader.shutdown(
+            wait=True, cancel_futures=True
+        )  # a load in progress ends before the registry closes
         self.registry.close()

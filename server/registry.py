@@ -333,7 +333,9 @@ class Registry:
         if not self.repo.is_dir():
             log.warning("model repository %s does not exist", self.repo)
             return found
-        for model_dir in sorted(p for p in self.repo.iterdir() if p.is_dir()):
+        # Hidden folders are skipped quietly: `sensorium-serve export` stages a version in REPO/.<model>-* and
+        # moves it into place whole, and a watching server (`serve --watch`) must not log them on every scan.
+        for model_dir in sorted(p for p in self.repo.iterdir() if p.is_dir() and not p.name.startswith(".")):
             try:
                 contract.split_repository_model_name(model_dir.name)
             except ValueError as exc:
