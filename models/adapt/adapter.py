@@ -121,21 +121,24 @@ def build_adapted_model(base: Mapping[str, Any], infos: Mapping[str, MouseInfo])
 
 @torch.inference_mode()
 def oracle_correlation(model: SensoriumModel, name: str, val: FrozenFeatures) -> float:
-    """Mean single-trial correlation over neurons on the validation trials (`models.metrics`, frames [50, T))."""
+    """Mean single-trial correlation over neurons on the validation trials, as training validates
+    (`models.training.validation`): frames [50, T) of whole trials, official scored units, `models.metrics`."""
     readout = model.readout(name)
     was_training = readout.training
     readout.eval()
     predictions = []
     for k in range(len(val)):
         rates = model.frame_responses(name, val.trial_features(k), val.pupil[k])  # [T', N]
-        keep = val.responses[k].shape[1] - SKIP_FRAMES
+        n_frames = val.scored[k].shape[1]
+        keep = n_frames - SKIP_FRAMES
         if rates.shape[0] < keep:
             raise ValueError(
                 f"receptive field {model.receptive_field} exceeds the {SKIP_FRAMES}-frame warm-up"
             )
-        predictions.append(rates[rates.shape[0] - keep :].T.float().cpu().numpy())
+        model_units = rates[rates.shape[0] - keep :].T.float().cpu().numpy()
+        predictions.append(val.mouse.scored_predictions(model_units, n_frames))
     readout.train(was_training)
-    return float(np.mean(single_trial_correlation(predictions, val.responses)))
+    return float(np.mean(single_trial_correlation(predictions, val.scored)))
 
 
 def epoch_windows(train: FrozenFeatures, frames: int, rng: np.random.Generator) -> list[Window]:

@@ -61,7 +61,9 @@ class FrozenFeatures:
         self.output_frames = [int(mouse.lengths[i]) - r + 1 for i in self.trials]
         if min(self.output_frames, default=0) < 1:
             raise ValueError(f"{mouse.session}: a trial is shorter than the model's receptive field ({r})")
-        self.responses: list[np.ndarray] = []  # (N, T) standardised, whole trials (what the metric reads)
+        self.scored: list[
+            np.ndarray
+        ] = []  # (N, T) whole trials in the official scored units (what validation reads)
         self.targets: list[torch.Tensor] = []  # [T', N] at the output frames
         self.pupil: list[torch.Tensor] = []  # [T', 2] normalised pupil centre at the output frames
         self.features: list[torch.Tensor] = []  # [T', C, H', W'] float16 (cached only)
@@ -69,7 +71,7 @@ class FrozenFeatures:
         for index in bar:
             trial = mouse.trial(index)
             video, behavior, pupil, responses = to_tensors(trial, device)
-            self.responses.append(np.ascontiguousarray(trial.responses.T))
+            self.scored.append(mouse.scored_responses(index))
             self.targets.append(responses[r - 1 :])
             self.pupil.append(pupil[r - 1 :])
             if cached:
