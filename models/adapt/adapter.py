@@ -5,9 +5,10 @@ frozen, with each new mouse's shifter copied from the base's first mouse; per ne
 `minutes` of train trials (trial-index order = recording order, as `rig --record` writes them), start the
 readout biases at the mean responses and the positions at RF centres mapped from those trials
 (models/networks/rf_mapping.py, as training does), cache the frozen features of the train and oracle trials
-(features.py), fit readout + shifter with the training loss (Poisson, AdamW, reduce-on-plateau), keep the epoch
-with the best oracle single-trial correlation (`models.metrics`), stop early; then write RUN2/best.pt in the
-checkpoint contract with only the new mice, so `sensorium-serve export RUN2` exports just them.
+(features.py), start the feature weights at a ridge regression on them (ridge.py), fit readout + shifter with
+the training loss (Poisson, AdamW, reduce-on-plateau), keep the epoch with the best oracle single-trial
+correlation (`models.metrics`), stop early; then write RUN2/best.pt in the checkpoint contract with only the new
+mice, so `sensorium-serve export RUN2` exports just them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from tqdm import tqdm
 
 from models.adapt.features import FrozenFeatures, Window, feature_bytes
 from models.adapt.options import AdaptOptions
+from models.adapt.ridge import ridge_start
 from models.benchmark import FPS, SKIP_FRAMES
 from models.config import ModelConfig
 from models.metrics import single_trial_correlation
@@ -55,10 +57,10 @@ class MouseResult:
     train_trials: int
     minutes: float  # of training data used
     oracle_correlation: float  # best oracle single-trial correlation
-    initial_correlation: float  # before fitting (readout as initialised)
+    initial_correlation: float  # before gradient fitting (RF-mapped positions, ridge-regression weights)
     best_epoch: int
     epochs: int  # epochs run
-    seconds: float  # wall time for this mouse: reading, features, RF mapping, fitting
+    seconds: float  # wall time for this mouse: reading, RF mapping, features, fitting (the first: + loading)
     cached: bool  # whether the frozen features were cached
 
     def summary(self) -> str:
@@ -249,8 +251,8 @@ def adapt(
     run_dir = Path(out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     results, history = [], []
+    t0 = started  # the first mouse's time includes loading the base run and the data
     for session in selected:
-        t0 = time.perf_counter()
         mouse, model_name = folders[session], names[session]
         mouse.train_trials = first_minutes(mouse, options.minutes)
         model.readout(model_name).initialize_bias(mouse.mean_response(len(mouse.train_trials)))
@@ -268,6 +270,8 @@ def adapt(
                         model_name, frames, options.cache_gb)  # fmt: skip
         train = FrozenFeatures(model, mouse, mouse.train_trials, device_, cached, progress, "train features")
         val = FrozenFeatures(model, mouse, val_trials, device_, cached, progress, "oracle features")
+        if options.ridge > 0:
+            ridge_start(model, model_name, train, options.ridge)
         fit = fit_readout(model, model_name, train, val, options, progress)
         history += fit.history
         result = MouseResult(
@@ -283,6 +287,7 @@ def adapt(
             cached=cached,
         )
         results.append(result)
+        t0 = time.perf_counter()
         del train, val
     _write_run(run_dir, base, base_path, model, {s: folders[s] for s in selected}, names, results, history,
                options, Path(data_dir))  # fmt: skip

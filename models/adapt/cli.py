@@ -84,6 +84,12 @@ def add_adapt_command(subparsers: argparse._SubParsersAction) -> None:
         default=_DEFAULTS.cache_gb,
         help="most memory for the frozen core's features; above it the core runs again for every batch",
     )
+    p.add_argument(
+        "--ridge",
+        type=float,
+        default=_DEFAULTS.ridge,
+        help="penalty of the ridge-regression start of the readout weights (0: start from random weights)",
+    )
     p.add_argument("--seed", type=int, default=_DEFAULTS.seed, help="seed of initialisation and window order")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--force", action="store_true", help="overwrite an existing RUN2/best.pt")
@@ -99,6 +105,7 @@ def options_from_args(args: argparse.Namespace) -> AdaptOptions:
         "early_stop_patience": args.patience,
         "val_trials": args.val_trials,
         "cache_gb": args.cache_gb,
+        "ridge": args.ridge,
         "seed": args.seed,
     }
     return AdaptOptions(**values)

@@ -21,13 +21,12 @@ class AdaptOptions:
     lr_factor: float = 0.3  # ReduceLROnPlateau factor on the oracle correlation
     lr_patience: int = 2
     min_lr: float = 1e-5
-    early_stop_patience: int = 5  # epochs without improvement of the oracle correlation before stopping
+    early_stop_patience: int = 4  # epochs without improvement of the oracle correlation before stopping
     threshold: float = 1e-3  # an improvement smaller than this (absolute) does not count
     seed: int = 0
     val_trials: int = 0  # oracle trials scored each epoch (0: all); a fixed, seeded subset
-    cache_gb: float = (
-        4.0  # most memory for the frozen core's features (float16); above it, recompute per batch
-    )
+    cache_gb: float = 4.0  # most memory for the core's cached features (float16); above it: recompute
+    ridge: float = 1e-2  # penalty of the ridge-regression start of the feature weights (ridge.py); 0: random
 
     def __post_init__(self) -> None:
         for name in ("epochs", "window_frames", "batch_windows"):
@@ -39,8 +38,8 @@ class AdaptOptions:
             raise ValueError(f"adapt option lr must be > 0, got {self.lr}")
         if not 0.0 < self.lr_factor < 1.0:
             raise ValueError(f"adapt option lr_factor must be in (0, 1), got {self.lr_factor}")
-        if self.val_trials < 0 or self.cache_gb < 0:
-            raise ValueError("adapt options val_trials and cache_gb must be >= 0")
+        if self.val_trials < 0 or self.cache_gb < 0 or self.ridge < 0:
+            raise ValueError("adapt options val_trials, cache_gb and ridge must be >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -43,7 +43,8 @@ def test_new_recording_is_adapted_exported_and_served_while_rigs_run(tmp_path: P
 
     data, new, rec = tmp_path / "synth", tmp_path / "new", tmp_path / "recording"
     base_run, new_run, repo = tmp_path / "run", tmp_path / "run-new", tmp_path / "repo"
-    small = ["--neurons", "30", "--train-trials", "6", "--repeats", "2", "--ood-repeats", "1", "--none-trials", "0"]
+    small = ["--neurons", "30", "--train-trials", "6", "--repeats", "2", "--ood-repeats", "1",
+             "--none-trials", "0"]  # fmt: skip
     run("data", "synth", "--out", str(data), "--mice", "2", *small, "--no-oracle")
     run("train", "--data", str(data / "public"), "--out", str(base_run), "--epochs", "1", "--batch-size", "2",
         "--clip-frames", "40", "--val-trials", "2", "--no-progress")  # fmt: skip
@@ -81,10 +82,9 @@ def test_new_recording_is_adapted_exported_and_served_while_rigs_run(tmp_path: P
                 time.sleep(0.1)
             info = client.get_model(new_mouse).version()
         assert info.provenance["adapted_from"]["mice"][new_mouse]["train_trials"] == 4
-        new_rig = json.loads(
-            run("rig", "--target", server.target, "--data", str(new / "public"), "--mouse", new_mouse,
-                "--tier", "live_test_main", "--frames", "90", "--fps", "30", "--json")  # fmt: skip
-        )
+        streamed = run("rig", "--target", server.target, "--data", str(new / "public"), "--mouse", new_mouse,
+                       "--tier", "live_test_main", "--frames", "90", "--fps", "30", "--json")  # fmt: skip
+        new_rig = json.loads(streamed)
         assert new_rig["frames"] == 90 and new_rig["model"] == new_mouse
         assert old_rig.poll() is None, "the old model's rig ended before the new model streamed: no overlap"
         out, err = old_rig.communicate(timeout=120)
