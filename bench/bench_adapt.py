@@ -137,9 +137,11 @@ def step_curve(p: dict[str, Path], work: Path, minutes: list[float]) -> dict[str
     return {"session": session, "joint": joint, "adapted": rows}
 
 
-def step_timing(p: dict[str, Path], work: Path, repeats: int) -> dict[str, Any]:
+def step_timing(p: dict[str, Path], work: Path, repeats: int, sizes: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for label, data in (("demo_300", p["new"]), (f"real_{BIG_NEURONS}", p["big"])):
+        if label.split("_")[0] not in sizes:
+            continue
         walls = [adapt_once(p, data, work / f"timing-{label}-{r}", 10.0) for r in range(repeats)]
         out[label] = {
             "wall_s": [w["wall_s"] for w in walls],
@@ -184,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated subset of {STEPS}")
     parser.add_argument("--minutes", type=float, nargs="+", default=[2, 5, 10, 20])
     parser.add_argument("--repeats", type=int, default=3, help="timing repeats (median quoted)")
+    parser.add_argument("--sizes", default="demo,real", help="timing: demo (300 neurons), real (8,000)")
     parser.add_argument("--json", type=Path, default=None, help="write (merge) the results here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -206,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         results["curve"] = step_curve(p, work, args.minutes)
         print(table(results["curve"]))
     if "timing" in steps:
-        results["timing"] = step_timing(p, work, args.repeats)
+        results["timing"] = results.get("timing", {}) | step_timing(
+            p, work, args.repeats, args.sizes.split(",")
+        )
         for label, t in results["timing"].items():
             print(f"adapt wall time, {label} neurons, {t['minutes']:.0f} min of data: median {t['median_wall_s']:.1f} s "
                   f"of {[round(w, 1) for w in t['wall_s']]}")  # fmt: skip
