@@ -128,3 +128,6 @@ def test_adapt_command(
     assert "exists (use --force" in caplog.text
     assert main([*argv, "--force", "--mouse", "nope"]) == 2
     assert "sessions ['nope'] are not in" in caplog.text
+    if not torch.cuda.is_available():
+        assert main([*argv, "--force", "--device", "cuda"]) == 2
+        assert "torch sees no CUDA device" in caplog.text

@@ -29,9 +29,9 @@ def test_watch_loads_a_new_model_while_a_rig_streams_another_without_a_miss(
 ) -> None:
     repo = tmp_path / "repo"
     shutil.copytree(model_repo, repo)
-    staging = (
-        tmp_path / "staging"
-    )  # written beforehand, moved in whole (as `export` moves a version into place)
+    (repo / f".{NEW_MOUSE}-step" / "1").mkdir(parents=True)  # hidden (export stages there): never a model
+    # the new model, written beforehand and moved in whole (as `export` moves a version into place)
+    staging = tmp_path / "staging"
     kit.write_model(staging, NEW_MOUSE, 1, kit.make_params(5, n=NEW_NEURONS))
     raw = kit.make_trial(seed=9, frames=RIG_FRAMES)
     trial = TrialInputs(kit.MOUSE, 0, raw["video"], raw["behavior"], raw["pupil_center"])
@@ -57,6 +57,8 @@ def test_watch_loads_a_new_model_while_a_rig_streams_another_without_a_miss(
                 assert time.perf_counter() - moved < 10, "the watching server did not load the new model"
                 await asyncio.sleep(0.02)
             picked_up_s = time.perf_counter() - moved
+            names = {entry.name for entry in srv.app.plane.registry.entries()}
+            assert not any(name.startswith(".") for name in names), names
             rig_running_at_pickup = not rig.done()
             report = await rig
             _, results = await kit.stream_trial(srv.channel, kit.make_trial(3, 8), model=NEW_MOUSE)
