@@ -110,14 +110,17 @@ def main_tier_scores(run: Path, data: Path, session: str) -> dict[str, float]:
     return out
 
 
-def adapt_once(p: dict[str, Path], data: Path, out: Path, minutes: float) -> dict[str, Any]:
+def adapt_once(
+    p: dict[str, Path], data: Path, out: Path, minutes: float, epochs: int | None = None
+) -> dict[str, Any]:
     from models.adapt.adapter import adapt
     from models.adapt.options import AdaptOptions
 
-    started = time.perf_counter()
-    result = adapt(
-        p["base"], data / "public", out, AdaptOptions(minutes=minutes), device="cpu", progress=False
+    options = (
+        AdaptOptions(minutes=minutes) if epochs is None else AdaptOptions(minutes=minutes, epochs=epochs)
     )
+    started = time.perf_counter()
+    result = adapt(p["base"], data / "public", out, options, device="cpu", progress=False)
     wall = time.perf_counter() - started
     (mouse,) = result.mice
     return {"wall_s": wall, **{k: v for k, v in mouse.__dict__.items() if k not in ("session", "name")}}
@@ -137,21 +140,32 @@ def step_curve(p: dict[str, Path], work: Path, minutes: list[float]) -> dict[str
     return {"session": session, "joint": joint, "adapted": rows}
 
 
-def step_timing(p: dict[str, Path], work: Path, repeats: int, sizes: list[str]) -> dict[str, Any]:
+TIMING_VARIANTS = {"default": None, "start": 0}  # epochs: the defaults, or the ridge start only (--epochs 0)
+
+
+def step_timing(
+    p: dict[str, Path], work: Path, repeats: int, sizes: list[str], variants: list[str]
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for label, data in (("demo_300", p["new"]), (f"real_{BIG_NEURONS}", p["big"])):
-        if label.split("_")[0] not in sizes:
+    for size, data in (("demo_300", p["new"]), (f"real_{BIG_NEURONS}", p["big"])):
+        if size.split("_")[0] not in sizes:
             continue
-        walls = [adapt_once(p, data, work / f"timing-{label}-{r}", 10.0) for r in range(repeats)]
-        out[label] = {
-            "wall_s": [w["wall_s"] for w in walls],
-            "median_wall_s": statistics.median(w["wall_s"] for w in walls),
-            "epochs": [w["epochs"] for w in walls],
-            "oracle_correlation": [w["oracle_correlation"] for w in walls],
-            "minutes": walls[0]["minutes"],
-        }
-        log.info("%s: adapt wall %s s (median %.1f)", label, [round(w["wall_s"], 1) for w in walls],
-                 out[label]["median_wall_s"])  # fmt: skip
+        for variant in variants:
+            label = size if variant == "default" else f"{size}_{variant}"
+            epochs = TIMING_VARIANTS[variant]
+            runs = [adapt_once(p, data, work / f"timing-{label}-{r}", 10.0, epochs) for r in range(repeats)]
+            out[label] = {
+                "wall_s": [r["wall_s"] for r in runs],
+                "median_wall_s": statistics.median(r["wall_s"] for r in runs),
+                "fit_s": [r["fit_seconds"] for r in runs],
+                "epochs": [r["epochs"] for r in runs],
+                "initial_correlation": [r["initial_correlation"] for r in runs],
+                "oracle_correlation": [r["oracle_correlation"] for r in runs],
+                "minutes": runs[0]["minutes"],
+            }
+            log.info("%s: adapt wall %s s (median %.1f), oracle correlation %s", label,
+                     [round(r["wall_s"], 1) for r in runs], out[label]["median_wall_s"],
+                     [round(r["oracle_correlation"], 4) for r in runs])  # fmt: skip
     return out
 
 
@@ -187,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, nargs="+", default=[2, 5, 10, 20])
     parser.add_argument("--repeats", type=int, default=3, help="timing repeats (median quoted)")
     parser.add_argument("--sizes", default="demo,real", help="timing: demo (300 neurons), real (8,000)")
+    parser.add_argument(
+        "--variants",
+        default="default,start",
+        help="timing: default options, start (--epochs 0: ridge start only)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write (merge) the results here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -198,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     p = paths(work)
     results: dict[str, Any] = json.loads(args.json.read_text()) if args.json and args.json.is_file() else {}
-    results["machine"] = {"cpus": os.cpu_count(), "load_before": os.getloadavg()}
+    load = {"cpus": os.cpu_count(), "load_before": os.getloadavg()}  # per run: the 2 cores are shared
     if "data" in steps:
         step_data(p)
     if "base" in steps:
@@ -210,12 +229,12 @@ def main(argv: list[str] | None = None) -> int:
         print(table(results["curve"]))
     if "timing" in steps:
         results["timing"] = results.get("timing", {}) | step_timing(
-            p, work, args.repeats, args.sizes.split(",")
+            p, work, args.repeats, args.sizes.split(","), args.variants.split(",")
         )
         for label, t in results["timing"].items():
-            print(f"adapt wall time, {label} neurons, {t['minutes']:.0f} min of data: median {t['median_wall_s']:.1f} s "
+            print(f"adapt wall time, {label}, {t['minutes']:.0f} min of data: median {t['median_wall_s']:.1f} s "
                   f"of {[round(w, 1) for w in t['wall_s']]}")  # fmt: skip
-    results["machine"]["load_after"] = os.getloadavg()
+    results.setdefault("machine", {})[args.steps] = load | {"load_after": os.getloadavg()}
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0

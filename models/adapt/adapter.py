@@ -61,13 +61,18 @@ class MouseResult:
     best_epoch: int
     epochs: int  # epochs run
     seconds: float  # wall time for this mouse: reading, RF mapping, features, fitting (the first: + loading)
+    fit_seconds: float  # ... of which gradient fitting (the epochs, with their validation)
     cached: bool  # whether the frozen features were cached
 
     def summary(self) -> str:
         return (
             f"adapted {self.name}: {self.minutes:.1f} min of data ({self.train_trials} train trials), "
             f"{self.seconds:.1f} s, oracle correlation {self.oracle_correlation:.4f} "
-            f"(epoch {self.best_epoch} of {self.epochs})"
+            + (
+                f"(start {self.initial_correlation:.4f}, best epoch {self.best_epoch} of {self.epochs})"
+                if self.epochs
+                else "(the start, no epochs)"
+            )
         )
 
 
@@ -272,7 +277,9 @@ def adapt(
         val = FrozenFeatures(model, mouse, val_trials, device_, cached, progress, "oracle features")
         if options.ridge > 0:
             ridge_start(model, model_name, train, options.ridge)
+        fitting = time.perf_counter()
         fit = fit_readout(model, model_name, train, val, options, progress)
+        fit_seconds = time.perf_counter() - fitting
         history += fit.history
         result = MouseResult(
             session=session,
@@ -284,6 +291,7 @@ def adapt(
             best_epoch=fit.best_epoch,
             epochs=len(fit.history),
             seconds=time.perf_counter() - t0,
+            fit_seconds=fit_seconds,
             cached=cached,
         )
         results.append(result)

@@ -12,7 +12,9 @@ class AdaptOptions:
     """Fitting new readouts on a frozen core. Defaults reach the jointly trained model's quality on the default
     synthetic data within a minute on a 2-core CPU (docs/BENCHMARKS.md, adapting to a new mouse)."""
 
-    epochs: int = 40  # most passes over the new mouse's training frames; early stopping usually ends sooner
+    epochs: int = (
+        40  # most passes over the training frames (early stopping ends sooner); 0: the ridge start only
+    )
     minutes: float | None = None  # use only the first M minutes of train trials (in trial-index order)
     window_frames: int = 64  # model output frames per training window (one random window per trial and epoch)
     batch_windows: int = 8  # windows per optimizer step
@@ -29,9 +31,13 @@ class AdaptOptions:
     ridge: float = 1e-2  # penalty of the ridge-regression start of the feature weights (ridge.py); 0: random
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "window_frames", "batch_windows"):
+        for name in ("window_frames", "batch_windows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"adapt option {name} must be >= 1, got {getattr(self, name)}")
+        if self.epochs < 0:
+            raise ValueError(f"adapt option epochs must be >= 0 (0: the ridge start only), got {self.epochs}")
+        if self.epochs == 0 and self.ridge == 0:
+            raise ValueError("adapt options epochs 0 and ridge 0 fit nothing (the readout would stay random)")
         if self.minutes is not None and self.minutes <= 0:
             raise ValueError(f"adapt option minutes must be > 0, got {self.minutes}")
         if self.lr <= 0:

@@ -124,6 +124,10 @@ def test_adapt_command(
         and "oracle correlation" in line
     )
     assert list(load_checkpoint(tmp_path / "run")["mice"]) == ["rig3-today"]
+    assert main([*argv, "--force", "--epochs", "0"]) == 0  # the ridge start only
+    assert capsys.readouterr().out.strip().endswith("(the start, no epochs)")
+    assert main([*argv, "--force", "--epochs", "0", "--ridge", "0"]) == 2
+    assert "fit nothing" in caplog.text
     assert main(argv) == 2  # never overwrites a run without --force
     assert "exists (use --force" in caplog.text
     assert main([*argv, "--force", "--mouse", "nope"]) == 2
