@@ -252,20 +252,21 @@ def adapt(
     torch.manual_seed(options.seed)
     model = build_adapted_model(
         base, {names[s]: MouseInfo(folders[s].unit_ids, folders[s].coordinates) for s in selected}
-    ).to(device_)
+    )
+    # Every new readout starts on the CPU (as in training: RF mapping is numpy + CPU torch), then the model moves.
+    seconds = {}
+    for session in selected:
+        t0 = time.perf_counter()
+        _initialise_readout(model, names[session], folders[session], options.minutes)
+        seconds[session] = time.perf_counter() - t0
+    seconds[selected[0]] += time.perf_counter() - started - sum(seconds.values())  # loading, for the first
+    model.to(device_)
     run_dir = Path(out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     results, history = [], []
-    t0 = started  # the first mouse's time includes loading the base run and the data
     for session in selected:
+        t0 = time.perf_counter()
         mouse, model_name = folders[session], names[session]
-        mouse.train_trials = first_minutes(mouse, options.minutes)
-        model.readout(model_name).initialize_bias(mouse.mean_response(len(mouse.train_trials)))
-        mapping = (mouse.trial(int(i)) for i in mouse.train_trials[:RF_MAPPING_TRIALS])
-        rms = model.initialize_positions(model_name, ((t.video, t.responses) for t in mapping))
-        log.info(
-            "%s: readout positions initialised from RF mapping (fit RMS %.3f grid units)", model_name, rms
-        )
         val_trials = validation_trials(mouse, options.val_trials, options.seed)
         r = model.receptive_field
         frames = int(sum(mouse.lengths[i] - r + 1 for i in [*mouse.train_trials, *val_trials]))
@@ -290,16 +291,25 @@ def adapt(
             initial_correlation=fit.initial_score,
             best_epoch=fit.best_epoch,
             epochs=len(fit.history),
-            seconds=time.perf_counter() - t0,
+            seconds=seconds[session] + time.perf_counter() - t0,
             fit_seconds=fit_seconds,
             cached=cached,
         )
         results.append(result)
-        t0 = time.perf_counter()
         del train, val
     _write_run(run_dir, base, base_path, model, {s: folders[s] for s in selected}, names, results, history,
                options, Path(data_dir))  # fmt: skip
     return AdaptResult(run_dir, results, time.perf_counter() - started)
+
+
+def _initialise_readout(model: SensoriumModel, name: str, mouse: MouseData, minutes: float | None) -> None:
+    """Select the mouse's training trials (its first `minutes`), start its readout biases at the mean responses
+    and its positions at RF centres mapped from those trials (as training does)."""
+    mouse.train_trials = first_minutes(mouse, minutes)
+    model.readout(name).initialize_bias(mouse.mean_response(len(mouse.train_trials)))
+    mapping = (mouse.trial(int(i)) for i in mouse.train_trials[:RF_MAPPING_TRIALS])
+    rms = model.initialize_positions(name, ((t.video, t.responses) for t in mapping))
+    log.info("%s: readout positions initialised from RF mapping (fit RMS %.3f grid units)", name, rms)
 
 
 def _write_run(
