@@ -101,25 +101,31 @@ def test_rig_record_writes_what_it_streamed(
     """`rig --record` streams a session's train and oracle trials to another model (--model) and writes them,
     with the session's responses as the rig's measurement, in the released layout."""
     source = open_mouse(public_dir / fake.MODEL)
+    train, oracle = source.trials("train").tolist(), source.trials("oracle").tolist()
+    assert len(train) >= 2 and len(oracle) >= 1
+    k = max(len(train), len(oracle))  # every train trial: the statistics are then over the same trials
     argv = ["rig", "--target", fake_server.target, "--data", str(public_dir), "--mouse", fake.MODEL,
-            "--model", fake.MODEL, "--tier", "train", "--tier", "oracle", "--fps", "300", "--json",
-            "--record", str(tmp_path / "rec")]  # fmt: skip
+            "--model", fake.MODEL, "--tier", "train", "--tier", "oracle", "--trials", str(k), "--fps", "300",
+            "--json", "--record", str(tmp_path / "rec")]  # fmt: skip
     assert main(argv) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)
-    assert report["trials"] == [0, 3] and report["frames"] == int(source.lengths[[0, 3]].sum())
-    assert "recorded 2 trials" in captured.err
+    streamed = train + oracle
+    assert report["trials"] == streamed and report["frames"] == int(source.lengths[streamed].sum())
+    assert f"recorded {len(streamed)} trials" in captured.err
     recorded = open_mouse(tmp_path / "rec" / fake.MODEL, validate="full")
-    assert list(recorded.tiers) == ["train", "oracle"]
-    for new, old in ((0, 0), (1, 3)):
+    assert list(recorded.tiers) == ["train"] * len(train) + ["oracle"] * len(oracle)
+    for new, old in enumerate(streamed):
         for read in ("video", "behavior", "pupil_center", "responses"):
             np.testing.assert_array_equal(getattr(recorded, read)(new), getattr(source, read)(old))
-    for stat in ("mean", "std"):  # the source's statistics are over its one train trial too
-        np.testing.assert_allclose(
-            recorded.statistics[layout.RESPONSES][stat][:, :60],
-            source.statistics[layout.RESPONSES][stat][:, :60],
-            rtol=1e-5,
-            atol=1e-6,
-        )
+    frames = int(source.lengths[train].max())  # statistics over the train trials, per frame index
+    for kind in (layout.RESPONSES, layout.BEHAVIOR, layout.VIDEOS):
+        for stat in ("mean", "std"):
+            np.testing.assert_allclose(
+                recorded.statistics[kind][stat][..., :frames],
+                source.statistics[kind][stat][..., :frames],
+                rtol=1e-5,
+                atol=1e-5,
+            )
     with pytest.raises(SystemExit, match="not empty"):  # never overwrites a recording
         main(argv)
