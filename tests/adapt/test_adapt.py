@@ -67,6 +67,9 @@ def test_adapted_run_exports_through_the_parity_checks(adapted, tmp_path: Path) 
     assert exported.report.step_vs_clip <= 1e-4 and exported.report.clip_vs_torch <= 1e-4
     metadata = json.loads((exported.step_dir / "metadata.json").read_text())
     assert metadata["provenance"]["adapted_from"]["mice"][NEW_SESSION]["train_trials"] == 16
+    # adapting again (tomorrow's recording under the same model name): export writes the next version
+    (again,) = export_checkpoint(adapted.run_dir, tmp_path / "repo")
+    assert again.mouse == NEW_SESSION and again.version == 2
 
 
 def test_first_minutes_takes_whole_trials_in_recording_order(new_data: Path) -> None:
