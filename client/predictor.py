@@ -31,6 +31,7 @@ import numpy as np
 
 from client.errors import ProtocolError, StreamClosedError, from_rpc_error
 from client.tensors import from_tensor, to_tensor
+from protos.auth import TOKEN_ENV, auth_metadata
 from protos.sensorium.v1 import predictor_pb2, predictor_pb2_grpc
 
 MAX_MESSAGE_BYTES: Final = (
@@ -54,22 +55,11 @@ def channel_options(round_robin: bool = False, extra: ChannelOptions = ()) -> li
 
 
 # ------------------------------------------------------------------------------------------ security
-# Token authentication and TLS (server side: server/auth.py). Arguments win; else these environment variables.
-TOKEN_ENV: Final = "SENSORIUM_SERVE_TOKEN"
+# Token authentication (protos.auth, shared with the server's tools) and TLS (server side: server/security/).
+# Arguments win; else these environment variables.
 TLS_CA_ENV: Final = "SENSORIUM_SERVE_TLS_CA"
 CLIENT_CERT_ENV: Final = "SENSORIUM_SERVE_CLIENT_CERT"
 CLIENT_KEY_ENV: Final = "SENSORIUM_SERVE_CLIENT_KEY"
-
-
-def auth_metadata(
-    token: str | None = None, metadata: Sequence[tuple[str, str]] = ()
-) -> tuple[tuple[str, str], ...]:
-    """`metadata` plus ``authorization: Bearer TOKEN`` for `token` (else $SENSORIUM_SERVE_TOKEN, if set),
-    unless `metadata` already carries an authorization entry."""
-    token = token or os.environ.get(TOKEN_ENV, "").strip()
-    if not token or any(key.lower() == "authorization" for key, _ in metadata):
-        return tuple(metadata)
-    return (*metadata, ("authorization", f"Bearer {token}"))
 
 
 def tls_credentials(

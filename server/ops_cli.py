@@ -113,7 +113,7 @@ def run_health(args: argparse.Namespace) -> int:
 def run_rescan(args: argparse.Namespace) -> int:
     import grpc
 
-    from client.predictor import auth_metadata
+    from protos.auth import auth_metadata
     from protos.sensorium.v1 import predictor_pb2, predictor_pb2_grpc
 
     failed = False

@@ -107,16 +107,28 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def grpc_predict(target: str) -> Predict:
-    """A `Predict` calling PredictClip on `target` (the server's own port) with the blocking client."""
-    from client.predictor import PredictorClient
+    """A `Predict` calling PredictClip on `target` (the server's own port) through the generated stubs."""
+    import grpc
 
-    client = PredictorClient(target)
+    from protos.auth import auth_metadata
+    from protos.sensorium.v1 import predictor_pb2, predictor_pb2_grpc
+    from server.converters import array_to_tensor, tensor_to_array
+
+    stub = predictor_pb2_grpc.PredictorStub(grpc.insecure_channel(target))
 
     def predict(
         mouse: str, video: np.ndarray, behavior: np.ndarray, pupil: np.ndarray
     ) -> tuple[np.ndarray, int, np.ndarray]:
-        out = client.predict_clip(mouse, video, behavior, pupil)
-        unit_ids = client.get_model(mouse).version(out.version).unit_ids
-        return out.responses, out.first_frame, unit_ids
+        request = predictor_pb2.PredictClipRequest(
+            model=mouse,
+            video=array_to_tensor(np.asarray(video, np.float32)),
+            behavior=array_to_tensor(np.asarray(behavior, np.float32)),
+            pupil_center=array_to_tensor(np.asarray(pupil, np.float32)),
+        )
+        out = stub.PredictClip(request, metadata=auth_metadata())
+        info = stub.GetModel(predictor_pb2.GetModelRequest(model=mouse), metadata=auth_metadata())
+        version = next(v for v in info.versions if v.version == out.version)
+        responses = tensor_to_array(out.responses, "responses")
+        return responses, int(out.first_frame), np.asarray(version.unit_ids, dtype=np.int64)
 
     return predict
