@@ -36,10 +36,7 @@ LOADER_NICENESS = 10
 def _background_priority() -> None:
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOADER_NICENESS)
-    except (
-        AttributeError,
-        OSError,
-    ) as exc:  # not Linux, or not allowed: loads then compete at normal priority
+    except (AttributeError, OSError) as exc:  # not Linux, or not allowed: loads compete at normal priority
         log.debug("model loader keeps the normal priority: %s", exc)
 
 
@@ -322,7 +319,6 @@ class DataPlane:
             batchers, self._batchers = list(self._batchers.values()), {}
         for batcher in batchers:
             batcher.stop()
-        self._loader.shutdown(
-            wait=True, cancel_futures=True
-        )  # a load in progress ends before the registry closes
+        # a load in progress ends before the registry closes
+        self._loader.shutdown(wait=True, cancel_futures=True)
         self.registry.close()

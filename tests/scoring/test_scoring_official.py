@@ -47,10 +47,10 @@ def _write_mouse(root: Path, mouse: str, n: int, seed: int) -> None:
     coords = rng.uniform(0, 500, (n, 3))
     scale = 10 ** rng.uniform(-0.5, 0.5, n)
     scale[0] = 1e-5
+    # one (tier, family, stimulus) key per trial, repeats included
     entries = [
-        (tier, fam) for tier, fam, stimuli, repeats in PLAN for s in range(stimuli) for _ in range(repeats)
+        (tier, fam, s) for tier, fam, stimuli, repeats in PLAN for s in range(stimuli) for _ in range(repeats)
     ]
-    stimulus_of = [s for tier, fam, stimuli, repeats in PLAN for s in range(stimuli) for _ in range(repeats)]
     order = rng.permutation(len(entries))
     writers = [
         MouseWriter(root / "public" / mouse, unit_ids, coords, len(entries), DOTS_FRAMES),
@@ -61,8 +61,8 @@ def _write_mouse(root: Path, mouse: str, n: int, seed: int) -> None:
     truth = TruthWriter(root / "truth" / mouse, unit_ids, len(entries))
     stimuli: dict[tuple[str, str, int], tuple[int, np.ndarray, np.ndarray]] = {}
     for index, j in enumerate(order):
-        tier, family = entries[j]
-        key = (tier, family, stimulus_of[j])
+        key = entries[j]
+        tier, family, _ = key
         frames = DOTS_FRAMES if family == "gaussian_dots" else MOVIE_FRAMES
         if key not in stimuli:
             drive = np.cumsum(rng.standard_normal((n, frames)), axis=1) / 8
